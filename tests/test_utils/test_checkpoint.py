@@ -1,0 +1,81 @@
+"""The one safe checkpoint loader: allow-list, refusal, corrupt files."""
+import argparse
+import os
+
+import numpy as np
+import pytest
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
+
+from xcit_mm.utils.checkpoint import (CheckpointError, UnsafeCheckpointError,
+                                      safe_load)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: the classic malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f'touch {self.marker}', ))
+
+
+def test_refuses_code_execution(tmp_path):
+    marker = tmp_path / 'pwned'
+    path = tmp_path / 'evil.pth'
+    torch.save({'state_dict': {}, 'x': _RunsCode(marker)}, path)
+    with pytest.raises(UnsafeCheckpointError, match='system'):
+        safe_load(path)
+    # mmengine's own loading goes through the same helper
+    with pytest.raises(UnsafeCheckpointError):
+        load_checkpoint(torch.nn.Linear(1, 1), str(path))
+    assert not marker.exists()
+
+
+def test_refuses_general_getattr(tmp_path):
+    """getattr is allowed only for HistoryBuffer's statistics methods."""
+    arr = np.zeros(3)
+
+    class _Sneaky:
+
+        def __reduce__(self):
+            return (getattr, (arr, 'tofile'))
+
+    path = tmp_path / 'getattr.pth'
+    torch.save({'x': _Sneaky()}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        safe_load(path)
+
+
+def test_allows_official_namespace_and_numpy(tmp_path):
+    path = tmp_path / 'official.pth'
+    torch.save({'model': {'w': torch.ones(2)},
+                'args': argparse.Namespace(lr=5e-4, model='xcit'),
+                'np': np.float64(1.5), 'arr': np.arange(3)}, path)
+    ckpt = safe_load(path)
+    assert ckpt['args'].lr == 5e-4 and ckpt['np'] == 1.5
+    assert torch.equal(ckpt['model']['w'], torch.ones(2))
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    path = tmp_path / 'full.pth'
+    torch.save({'w': torch.randn(1000)}, path)
+    data = path.read_bytes()
+    (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        safe_load(tmp_path / 'cut.pth')
+    (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint at all')
+    with pytest.raises(CheckpointError, match='truncated or corrupt'):
+        safe_load(tmp_path / 'junk.pth')
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        safe_load(tmp_path / 'nope.pth')
+
+
+def test_mmengine_local_scheme_is_ours():
+    import xcit_mm  # noqa: F401
+    from xcit_mm.utils.checkpoint import _load_from_local
+    assert CheckpointLoader._schemes[''] is _load_from_local

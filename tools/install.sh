@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Set up the tested xcit_mm stack in a virtual environment.
+#
+#   bash tools/install.sh [VENV_DIR]        (default: .venv in the repo root)
+#
+# Installs torch 2.14.1 + torchvision 0.29.1, mmcv 2.1.0 *with its compiled
+# ops*, the pins of requirements/tested.txt and xcit_mm itself (editable).
+#
+# mmcv 2.1.0 is published on PyPI only as a source distribution. This script
+#   1. uses a prebuilt wheel when one is found in ../shared/wheels (the team's
+#      cache), $XCIT_MM_WHEELS or ~/.cache/xcit_mm/wheels, else
+#   2. builds it from source (about 20 minutes on 2 cores) and keeps the wheel
+#      in ~/.cache/xcit_mm/wheels, so the next install is quick.
+# The source build needs --no-build-isolation (torch must be installed), a
+# setuptools that still has pkg_resources (<81), ninja, and one patch:
+# torch >= 2.14's headers require C++20 but mmcv 2.1.0's setup.py forces
+# -std=c++17, so the flag is changed to -std=c++20.
+#
+# Environment: PYTHON (interpreter for the venv, default python3),
+# XCIT_TORCH (pip spec for torch, default the tested pins), MAX_JOBS.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${1:-$ROOT/.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC=${XCIT_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
+MMCV_VERSION=2.1.0
+CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/xcit_mm/wheels
+WHEEL_DIRS=("$CACHE")
+[ -d "$ROOT/../shared/wheels" ] && WHEEL_DIRS+=("$(cd "$ROOT/../shared/wheels" && pwd)")
+[ -n "${XCIT_MM_WHEELS:-}" ] && WHEEL_DIRS+=("$XCIT_MM_WHEELS")
+
+log() { echo "[install] $*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating virtual environment $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check -q)
+
+log "build tools"
+"${PIP[@]}" install "setuptools<81" wheel ninja
+log "torch: $TORCH_SPEC"
+# shellcheck disable=SC2086
+"${PIP[@]}" install $TORCH_SPEC
+
+have_mmcv_ops() {
+  "$PY" - <<PYEOF 2>/dev/null
+import mmcv, mmcv.ops  # noqa: F401
+assert mmcv.__version__ == '$MMCV_VERSION'
+PYEOF
+}
+
+if have_mmcv_ops; then
+  log "mmcv $MMCV_VERSION with ops already installed"
+else
+  links=()
+  for d in "${WHEEL_DIRS[@]}"; do links+=(--find-links "$d"); done
+  if "${PIP[@]}" install --no-index --no-deps "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null; then
+    log "mmcv $MMCV_VERSION installed from a prebuilt wheel (${WHEEL_DIRS[*]})"
+  else
+    log "no compatible prebuilt mmcv wheel: building mmcv $MMCV_VERSION from source (~20 min on 2 cores)"
+    tmp=$(mktemp -d)
+    "${PIP[@]}" download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
+    tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
+    src="$tmp/mmcv-$MMCV_VERSION"
+    if "$PY" -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if v >= (2, 14) else 1)"; then
+      log "torch >= 2.14: patching mmcv's -std=c++17 to -std=c++20"
+      sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+    fi
+    mkdir -p "$CACHE"
+    MAX_JOBS=${MAX_JOBS:-2} MMCV_WITH_OPS=1 "${PIP[@]}" wheel --no-build-isolation --no-deps "$src" -w "$CACHE"
+    "${PIP[@]}" install --no-index --no-deps --find-links "$CACHE" "mmcv==$MMCV_VERSION"
+    rm -rf "$tmp"
+  fi
+fi
+
+log "OpenMMLab stack and test tools (requirements/tested.txt)"
+"${PIP[@]}" install -r "$ROOT/requirements/tested.txt" packaging pillow
+log "xcit_mm (editable)"
+"${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
+have_mmcv_ops || { echo "mmcv.ops does not import after install" >&2; exit 1; }
+"$PY" -c "import xcit_mm, mmpretrain, mmdet, mmseg, timm; print('[install] ok: xcit_mm', xcit_mm.__version__, 'in', '$VENV')"

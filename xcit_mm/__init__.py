@@ -1,0 +1,14 @@
+"""xcit_mm: XCiT for the OpenMMLab stack (mmengine, mmpretrain, mmdet,
+mmseg).
+
+Importing ``xcit_mm`` routes mmengine's local checkpoint loading through
+:func:`xcit_mm.utils.safe_load` (``torch.load(weights_only=True)`` with a
+small allow-list), which makes ``Runner.resume`` work on torch >= 2.6 without
+turning safety off. Models register lazily: see :mod:`xcit_mm.registry`.
+"""
+from .utils.checkpoint import install_safe_checkpoint_loader
+from .version import __version__
+
+install_safe_checkpoint_loader()
+
+__all__ = ['__version__']

@@ -1,0 +1,6 @@
+"""xcit_mm models: importing this module registers them in
+:data:`xcit_mm.registry.MODELS` (scope ``xcit_mm``)."""
+from .backbones import *  # noqa: F401,F403
+from .backbones import XCiT
+
+__all__ = ['XCiT']

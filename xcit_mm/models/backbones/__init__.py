@@ -1,0 +1,3 @@
+from .xcit import XCiT, resolve_arch
+
+__all__ = ['XCiT', 'resolve_arch']

@@ -1,0 +1,350 @@
+"""XCiT backbone (Cross-Covariance Image Transformer, arXiv 2106.09681)."""
+import difflib
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import trunc_normal_
+from torch.utils.checkpoint import checkpoint
+
+from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
+                                   PositionalEncodingFourier, XCABlock)
+from xcit_mm.registry import MODELS
+
+_ARCHS = {
+    'nano-12': dict(embed_dims=128, depth=12, num_heads=4, eta=1.0,
+                    tokens_norm=False),
+    'tiny-12': dict(embed_dims=192, depth=12, num_heads=4, eta=1.0,
+                    tokens_norm=True),
+    'tiny-24': dict(embed_dims=192, depth=24, num_heads=4, eta=1e-5,
+                    tokens_norm=True),
+    'small-12': dict(embed_dims=384, depth=12, num_heads=8, eta=1.0,
+                     tokens_norm=True),
+    'small-24': dict(embed_dims=384, depth=24, num_heads=8, eta=1e-5,
+                     tokens_norm=True),
+    'medium-24': dict(embed_dims=512, depth=24, num_heads=8, eta=1e-5,
+                      tokens_norm=True),
+    'large-24': dict(embed_dims=768, depth=24, num_heads=16, eta=1e-5,
+                     tokens_norm=True),
+}
+#: Short aliases: n12, t12, t24, s12, s24, m24, l24.
+ARCH_ALIASES = {f'{name[0]}{name.split("-")[1]}': name for name in _ARCHS}
+
+#: Official dense-task out_indices by depth.
+DENSE_OUT_INDICES = {12: (3, 5, 7, 11), 24: (7, 11, 15, 23)}
+
+OUT_TYPES = ('cls_token', 'featmap', 'raw')
+
+
+def resolve_arch(arch: Union[str, dict]) -> dict:
+    """Return the full setting dict of a named or custom architecture.
+
+    Args:
+        arch (str | dict): A name from :attr:`XCiT.arch_zoo` or an alias
+            (``'s12'``), or a dict with at least ``embed_dims``, ``depth``
+            and ``num_heads`` (optional: ``eta`` = 1.0, ``tokens_norm`` =
+            True, ``mlp_ratio`` = 4.0).
+    """
+    if isinstance(arch, str):
+        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
+        if name not in _ARCHS:
+            valid = sorted(_ARCHS) + sorted(ARCH_ALIASES)
+            close = difflib.get_close_matches(arch, valid, n=3)
+            hint = f' Did you mean {close}?' if close else ''
+            raise KeyError(f'Unknown XCiT arch {arch!r}.{hint} Valid archs: '
+                           f'{", ".join(valid)}, or a dict with embed_dims, '
+                           'depth and num_heads.')
+        return dict(mlp_ratio=4.0, **_ARCHS[name])
+    if isinstance(arch, dict):
+        missing = {'embed_dims', 'depth', 'num_heads'} - set(arch)
+        if missing:
+            raise KeyError(f'A custom XCiT arch dict needs the keys '
+                           f'{sorted(missing)}; got {sorted(arch)}.')
+        if arch['embed_dims'] % arch['num_heads']:
+            raise ValueError('XCiT embed_dims must be divisible by num_heads, '
+                             f'got {arch["embed_dims"]} and '
+                             f'{arch["num_heads"]}.')
+        return dict(dict(eta=1.0, tokens_norm=True, mlp_ratio=4.0), **arch)
+    raise TypeError(f'XCiT arch must be a str or a dict, got {type(arch)}.')
+
+
+@MODELS.register_module()
+class XCiT(BaseModule):
+    """Cross-Covariance Image Transformer, exact to the official model.
+
+    `XCiT: Cross-Covariance Image Transformers
+    <https://arxiv.org/abs/2106.09681>`_. A conv patch embedding and Fourier
+    positional encoding feed XCA blocks (cross-covariance attention, local
+    patch interaction, MLP, each with layer scale). In classification mode a
+    class token then goes through two class-attention blocks and a final
+    LayerNorm.
+
+    Inputs of any size work: the positional encoding is computed for each
+    patch grid. A side that is not a multiple of ``patch_size`` is
+    **zero-padded** at the bottom/right up to the next multiple, so the grid
+    is ``ceil(H / patch_size) x ceil(W / patch_size)`` and feature stride is
+    exactly ``patch_size``. An input smaller than one patch, or with the wrong
+    number of channels, raises a ``ValueError``.
+
+    Args:
+        arch (str | dict): ``'nano-12'``, ``'tiny-12'``, ``'tiny-24'``,
+            ``'small-12'``, ``'small-24'``, ``'medium-24'``, ``'large-24'``
+            or their aliases ``n12 ... l24``; or a dict (see
+            :func:`resolve_arch`). Defaults to ``'small-12'``.
+        patch_size (int): 16 or 8. Defaults to 16.
+        in_channels (int): Input channels. Defaults to 3.
+        out_type (str): What :meth:`forward` returns, a tuple of:
+
+            - ``'cls_token'``: the normalised class token (B, C), for
+              classification (one element);
+            - ``'featmap'``: the XCA-block outputs at ``out_indices`` as
+              (B, C, Hp, Wp) maps, for dense tasks. No class token, class
+              attention or final norm is built in this mode;
+            - ``'raw'``: the XCA-block outputs at ``out_indices`` as (B, N, C)
+              tokens.
+
+            Defaults to ``'cls_token'``.
+        out_indices (Sequence[int] | int, optional): XCA blocks to output in
+            ``'featmap'`` and ``'raw'`` modes; negative values count from the
+            end. Defaults to the official (3, 5, 7, 11) for depth 12 and
+            (7, 11, 15, 23) for depth 24.
+        drop_rate (float): Dropout after MLP and attention projections.
+            Defaults to 0.
+        attn_drop_rate (float): Dropout on attention maps. Defaults to 0.
+        drop_path_rate (float): Stochastic depth, the *same* rate in every XCA
+            block (class-attention blocks get none). Defaults to 0.
+        qkv_bias (bool): Bias in qkv projections. Defaults to True.
+        norm_cfg (dict): Norm of the patch embedding and LPI (the official
+            model uses BN). ``dict(type='SyncBN')`` for multi-GPU dense
+            training. Defaults to ``dict(type='BN')``.
+        frozen_stages (int): -1 freezes nothing; 0 freezes the patch and
+            positional embeddings; ``n > 0`` also freezes the first ``n`` XCA
+            blocks (and, when ``n >= depth``, the class-attention part).
+            Frozen norm layers stay in eval mode. Defaults to -1.
+        with_cp (bool): Gradient checkpointing of each block. Defaults to
+            False.
+        init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH,
+            prefix='backbone.')`` loads an xcit_mm, official or timm
+            checkpoint (converted on the fly) and logs the loaded / missing /
+            unexpected counts. Defaults to None (official initialisation).
+
+    Parameter names for ``paramwise_cfg``: ``.temperature`` (per-head XCA
+    temperature), ``cls_token``, ``.gamma1/.gamma2/.gamma3`` (layer scale),
+    ``pos_embed``.
+    """
+    arch_zoo = _ARCHS
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'small-12',
+                 patch_size: int = 16,
+                 in_channels: int = 3,
+                 out_type: str = 'cls_token',
+                 out_indices: Optional[Union[Sequence[int], int]] = None,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 norm_cfg: dict = dict(type='BN'),
+                 frozen_stages: int = -1,
+                 with_cp: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(init_cfg=init_cfg)
+        self.arch_settings = resolve_arch(arch)
+        if patch_size not in (8, 16):
+            raise ValueError(
+                f'XCiT patch_size must be 8 or 16, got {patch_size!r}.')
+        if out_type not in OUT_TYPES:
+            raise ValueError(f'XCiT out_type must be one of {OUT_TYPES}, '
+                             f'got {out_type!r}.')
+        s = self.arch_settings
+        self.embed_dims = C = s['embed_dims']
+        self.depth = s['depth']
+        self.num_heads = s['num_heads']
+        self.patch_size = patch_size
+        self.in_channels = in_channels
+        self.out_type = out_type
+        self.with_cp = with_cp
+        self.frozen_stages = frozen_stages
+
+        if out_indices is None:
+            out_indices = DENSE_OUT_INDICES.get(self.depth, (self.depth - 1, ))
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        self.out_indices = []
+        for i in out_indices:
+            j = i + self.depth if i < 0 else i
+            if not 0 <= j < self.depth:
+                raise IndexError(f'XCiT out_indices entry {i} is out of range '
+                                 f'for depth {self.depth}.')
+            self.out_indices.append(j)
+
+        self.patch_embed = ConvPatchEmbed(C, patch_size, in_channels,
+                                          norm_cfg)
+        self.pos_embed = PositionalEncodingFourier(C)
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.blocks = nn.ModuleList([
+            XCABlock(C, self.num_heads, s['mlp_ratio'], qkv_bias, drop_rate,
+                     attn_drop_rate, drop_path_rate, s['eta'], norm_cfg)
+            for _ in range(self.depth)
+        ])
+        # The classification part exists only where it is used, so dense
+        # training has no unused parameters (no DDP find_unused_parameters).
+        self.with_cls_token = out_type == 'cls_token'
+        if self.with_cls_token:
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, C))
+            self.cls_attn_blocks = nn.ModuleList([
+                ClassAttentionBlock(C, self.num_heads, s['mlp_ratio'],
+                                    qkv_bias, drop_rate, attn_drop_rate,
+                                    s['eta'], s['tokens_norm'])
+                for _ in range(2)
+            ])
+            self.norm = nn.LayerNorm(C, eps=1e-6)
+        if self.frozen_stages >= 0:
+            self._freeze_stages()
+
+    # ------------------------------------------------------------------ init
+    def init_weights(self) -> None:
+        """Official init, or a checked load of pretrained weights."""
+        if (isinstance(self.init_cfg, dict)
+                and self.init_cfg.get('type') == 'Pretrained'):
+            from xcit_mm.models.utils.xcit_convert import \
+                load_pretrained_backbone
+            load_pretrained_backbone(self, self.init_cfg['checkpoint'],
+                                     prefix=self.init_cfg.get('prefix', ''))
+            self._is_init = True
+            return
+        if self.init_cfg is None:
+            self.apply(self._init_module)
+            if self.with_cls_token:
+                trunc_normal_(self.cls_token, std=.02)
+        super().init_weights()
+
+    @staticmethod
+    def _init_module(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    # ---------------------------------------------------------------- freeze
+    def _frozen_modules(self) -> List[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        mods = [self.patch_embed, self.pos_embed]
+        mods += list(self.blocks[:self.frozen_stages])
+        if self.with_cls_token and self.frozen_stages >= self.depth:
+            mods += [*self.cls_attn_blocks, self.norm]
+        return mods
+
+    def _freeze_stages(self) -> None:
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+        if self.with_cls_token and self.frozen_stages >= self.depth:
+            self.cls_token.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'XCiT':
+        super().train(mode)
+        if mode and self.frozen_stages >= 0:
+            self._freeze_stages()
+        return self
+
+    # --------------------------------------------------------------- forward
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'XCiT expects images of shape (B, {self.in_channels}, H, W), '
+                f'got {tuple(x.shape)}. Set in_channels={x.shape[1] if x.dim() == 4 else "?"} '  # noqa: E501
+                'in the backbone config if your data has another number of '
+                'channels.')
+        H, W = x.shape[2:]
+        p = self.patch_size
+        if H < p or W < p:
+            raise ValueError(
+                f'XCiT-p{p} needs images of at least {p}x{p} pixels, got '
+                f'{H}x{W}. Resize the input (e.g. the Resize transform in the '
+                'data pipeline) or use patch_size=8.')
+        pad_h, pad_w = (-H) % p, (-W) % p
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))  # zero-pad bottom / right
+        return x
+
+    def _run(self, block: nn.Module, *args):
+        if self.with_cp and self.training and torch.is_grad_enabled():
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
+
+    def forward_tokens(self, x: torch.Tensor):
+        """Embed and run the XCA blocks.
+
+        Returns:
+            tuple: the final tokens (B, N, C), the tokens after each block in
+            ``out_indices`` (list of (B, N, C)) and the grid (Hp, Wp).
+        """
+        x = self._check_input(x)
+        x, (Hp, Wp) = self.patch_embed(x)  # (B, N, C)
+        x = self.pos_drop(x + self.pos_embed(Hp, Wp))
+        outs = []
+        last = self.depth - 1 if self.with_cls_token else max(self.out_indices)
+        for i, blk in enumerate(self.blocks[:last + 1]):
+            x = self._run(blk, x, Hp, Wp)
+            if i in self.out_indices:
+                outs.append(x)
+        return x, outs, (Hp, Wp)
+
+    def forward_cls(self, x: torch.Tensor) -> torch.Tensor:
+        """Prepend the class token, run class attention and the final norm.
+
+        Returns (B, 1 + N, C).
+        """
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        for blk in self.cls_attn_blocks:
+            x = self._run(blk, x)
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x, outs, (Hp, Wp) = self.forward_tokens(x)
+        if self.out_type == 'cls_token':
+            return (self.forward_cls(x)[:, 0], )  # (B, C)
+        if self.out_type == 'raw':
+            return tuple(outs)  # each (B, N, C)
+        B, _, C = x.shape
+        # (B, N, C) -> (B, Hp, Wp, C) -> (B, C, Hp, Wp)
+        return tuple(
+            o.reshape(B, Hp, Wp, C).permute(0, 3, 1, 2).contiguous()
+            for o in outs)
+
+    def get_attention_maps(self, x: torch.Tensor,
+                           layers: Optional[Sequence[int]] = None) -> Dict:
+        """Attention maps for visualisation (eval mode, no grad needed).
+
+        Returns a dict with ``'xca'``: {block index: (B, h, d, d) channel
+        attention}, ``'grid'``: (Hp, Wp) and, in classification mode,
+        ``'cls_attn'``: (B, h, N) attention of the class token over the patch
+        tokens in the last class-attention block.
+        """
+        layers = range(self.depth) if layers is None else [
+            i + self.depth if i < 0 else i for i in layers
+        ]
+        x = self._check_input(x)
+        x, (Hp, Wp) = self.patch_embed(x)
+        x = x + self.pos_embed(Hp, Wp)
+        xca = {}
+        for i, blk in enumerate(self.blocks):
+            if i in layers:
+                _, xca[i] = blk.attn(blk.norm1(x), return_attn=True)
+            x = blk(x, Hp, Wp)
+        result = dict(xca=xca, grid=(Hp, Wp))
+        if self.with_cls_token:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], 1)
+            for blk in self.cls_attn_blocks:
+                x, attn = blk(x, return_attn=True)
+            result['cls_attn'] = attn[..., 1:]  # drop the cls->cls weight
+        return result

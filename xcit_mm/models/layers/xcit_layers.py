@@ -1,0 +1,308 @@
+"""The building blocks of XCiT (arXiv 2106.09681).
+
+Parameter names follow the official checkpoints (``patch_embed.proj.0.0``,
+``blocks.i.local_mp.bn``, ``cls_attn_blocks.j.attn.qkv`` ...), except that the
+positional encoder is called ``pos_embed`` (as in timm and mmpretrain) instead
+of the official ``pos_embeder``. The converter in
+:mod:`xcit_mm.models.utils.xcit_convert` maps both foreign layouts.
+
+Shapes use B (batch), N (tokens), C (channels), h (heads), d = C / h
+(channels per head), Hp x Wp (the patch grid).
+"""
+import math
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks import DropPath
+
+#: LayerNorm epsilon used everywhere in XCiT.
+LN_EPS = 1e-6
+
+
+def _norm(norm_cfg: dict, channels: int) -> nn.Module:
+    """Build a norm layer from an mmcv config (BN by default)."""
+    return build_norm_layer(norm_cfg, channels)[1]
+
+
+class PositionalEncodingFourier(nn.Module):
+    """Fourier positional encoding, computed for any patch grid.
+
+    The row and column indices (1-based) are normalised by their last value
+    (+eps) and scaled to [0, 2pi]; sin and cos of ``hidden_dim`` frequencies
+    are interleaved, y and x features concatenated (2 * hidden_dim channels)
+    and projected to ``dim`` channels by a 1x1 conv.
+
+    Args:
+        dim (int): Output channels.
+        hidden_dim (int): Frequencies per axis. Defaults to 32.
+        temperature (float): Frequency base. Defaults to 10000.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int = 32,
+                 temperature: float = 10000.):
+        super().__init__()
+        self.token_projection = nn.Conv2d(hidden_dim * 2, dim, kernel_size=1)
+        self.hidden_dim = hidden_dim
+        self.temperature = temperature
+        self.scale = 2 * math.pi
+        self.eps = 1e-6
+
+    def fourier_features(self, H: int, W: int,
+                         device: torch.device) -> torch.Tensor:
+        """The parameter-free part: (1, 2 * hidden_dim, H, W) in fp32."""
+        y = torch.arange(1, H + 1, device=device, dtype=torch.float32)
+        x = torch.arange(1, W + 1, device=device, dtype=torch.float32)
+        y = y / (y[-1] + self.eps) * self.scale  # (H,)
+        x = x / (x[-1] + self.eps) * self.scale  # (W,)
+        dim_t = torch.arange(self.hidden_dim, device=device,
+                             dtype=torch.float32)
+        dim_t = self.temperature**(2 * torch.div(dim_t, 2, rounding_mode='floor')
+                                   / self.hidden_dim)
+        pos_y = y[:, None] / dim_t  # (H, hidden)
+        pos_x = x[:, None] / dim_t  # (W, hidden)
+        # interleave sin (even frequencies) and cos (odd frequencies)
+        pos_y = torch.stack([pos_y[:, 0::2].sin(), pos_y[:, 1::2].cos()],
+                            dim=2).flatten(1)  # (H, hidden)
+        pos_x = torch.stack([pos_x[:, 0::2].sin(), pos_x[:, 1::2].cos()],
+                            dim=2).flatten(1)  # (W, hidden)
+        pos = torch.cat([
+            pos_y[:, None, :].expand(H, W, -1),
+            pos_x[None, :, :].expand(H, W, -1)
+        ], dim=2)  # (H, W, 2 * hidden)
+        return pos.permute(2, 0, 1).unsqueeze(0)  # (1, 2 * hidden, H, W)
+
+    def forward(self, H: int, W: int) -> torch.Tensor:
+        """Return the encoding as (1, H * W, dim) tokens."""
+        weight = self.token_projection.weight
+        pos = self.fourier_features(H, W, weight.device).to(weight.dtype)
+        pos = self.token_projection(pos)  # (1, dim, H, W)
+        return pos.flatten(2).transpose(1, 2)  # (1, H * W, dim)
+
+
+class ConvPatchEmbed(nn.Module):
+    """Patch embedding by a stack of 3x3 stride-2 convs (no bias) with BN.
+
+    p16: 3 -> C/8 -> C/4 -> C/2 -> C; p8: 3 -> C/4 -> C/2 -> C, with GELU
+    between the conv+norm pairs and none after the last.
+
+    Args:
+        embed_dims (int): Output channels C.
+        patch_size (int): 16 or 8.
+        in_channels (int): Input channels. Defaults to 3.
+        norm_cfg (dict): Norm after each conv. Defaults to ``dict(type='BN')``.
+    """
+
+    def __init__(self, embed_dims: int, patch_size: int = 16,
+                 in_channels: int = 3, norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        if patch_size not in (8, 16):
+            raise ValueError(
+                f'XCiT patch_size must be 8 or 16, got {patch_size!r}.')
+        num_convs = int(math.log2(patch_size))  # 4 for p16, 3 for p8
+        dims = [in_channels] + [
+            embed_dims // 2**(num_convs - 1 - i) for i in range(num_convs)
+        ]
+        layers = []
+        for i in range(num_convs):
+            if i > 0:
+                layers.append(nn.GELU())
+            layers.append(
+                nn.Sequential(
+                    nn.Conv2d(dims[i], dims[i + 1], 3, stride=2, padding=1,
+                              bias=False), _norm(norm_cfg, dims[i + 1])))
+        self.proj = nn.Sequential(*layers)
+        self.patch_size = patch_size
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        x = self.proj(x)  # (B, C, Hp, Wp)
+        Hp, Wp = x.shape[2:]
+        return x.flatten(2).transpose(1, 2), (Hp, Wp)  # (B, N, C)
+
+
+class LPI(nn.Module):
+    """Local patch interaction: dw-conv 3x3 -> GELU -> norm -> dw-conv 3x3.
+
+    The tokens are viewed as an NHWC map without a copy; the depthwise convs
+    then run in channels-last memory format.
+    """
+
+    def __init__(self, dim: int, norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.act = nn.GELU()
+        self.bn = _norm(norm_cfg, dim)
+        self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        B, N, C = x.shape
+        x = x.reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W) view
+        x = self.conv2(self.bn(self.act(self.conv1(x))))
+        return x.permute(0, 2, 3, 1).reshape(B, N, C)
+
+
+class Mlp(nn.Module):
+    """fc1 -> GELU -> dropout -> fc2 -> dropout."""
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def xca_attention(q: torch.Tensor, k: torch.Tensor,
+                  temperature: torch.Tensor) -> torch.Tensor:
+    """The cross-covariance attention matrix softmax(q^ k^T * temperature).
+
+    ``q`` and ``k`` are (B, h, d, N); the result is (B, h, d, d) in fp32. The
+    L2 normalisation along N, the N-long dot products and the softmax run in
+    fp32 even under autocast, so 16k-token inputs cannot overflow in fp16.
+    """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q = F.normalize(q.float(), dim=-1)
+        k = F.normalize(k.float(), dim=-1)
+        attn = (q @ k.transpose(-2, -1)) * temperature.float()  # (B,h,d,d)
+        return attn.softmax(dim=-1)
+
+
+class XCA(nn.Module):
+    """Cross-covariance attention: attention across channels, not tokens.
+
+    Args:
+        dim (int): Channels C.
+        num_heads (int): Heads h; each attends over d = C / h channels.
+        qkv_bias (bool): Bias in the fused qkv projection. Defaults to True.
+        attn_drop (float): Dropout on the attention matrix. Defaults to 0.
+        proj_drop (float): Dropout after ``proj``. Defaults to 0.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
+                 attn_drop: float = 0., proj_drop: float = 0.):
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor,
+                return_attn: bool = False) -> torch.Tensor:
+        B, N, C = x.shape
+        h = self.num_heads
+        qkv = self.qkv(x).reshape(B, N, 3, h, C // h)
+        qkv = qkv.permute(2, 0, 3, 4, 1)  # (3, B, h, d, N)
+        q, k, v = qkv.unbind(0)
+        attn = xca_attention(q, k, self.temperature)  # (B, h, d, d), fp32
+        out = self.attn_drop(attn).to(v.dtype) @ v  # (B, h, d, N)
+        out = out.permute(0, 3, 1, 2).reshape(B, N, C)
+        out = self.proj_drop(self.proj(out))
+        return (out, attn) if return_attn else out
+
+
+class ClassAttention(nn.Module):
+    """Class attention (CaiT): only the class token queries all tokens.
+
+    The weights keep the official fused ``qkv`` layout, but queries are
+    computed for the class token alone.
+    """
+
+    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
+                 attn_drop: float = 0., proj_drop: float = 0.):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads)**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor,
+                return_attn: bool = False) -> torch.Tensor:
+        """Return the new class token (B, 1, C) (and (B, h, N) attention)."""
+        B, N, C = x.shape
+        h = self.num_heads
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(x[:, :1], w[:C], None if b is None else b[:C])
+        kv = F.linear(x, w[C:], None if b is None else b[C:])
+        q = q.reshape(B, h, 1, C // h)  # (B, h, 1, d)
+        k, v = kv.reshape(B, N, 2, h, C // h).permute(2, 0, 3, 1, 4)
+        attn = ((q * self.scale) @ k.transpose(-2, -1))  # (B, h, 1, N)
+        attn = attn.softmax(dim=-1)
+        cls = self.attn_drop(attn) @ v  # (B, h, 1, d)
+        cls = self.proj_drop(self.proj(cls.transpose(1, 2).reshape(B, 1, C)))
+        return (cls, attn[:, :, 0]) if return_attn else cls
+
+
+class XCABlock(nn.Module):
+    """XCA block: x += g1*XCA(n1 x); x += g3*LPI(n3 x); x += g2*MLP(n2 x).
+
+    The names norm3 and gamma3 belong to the LPI, which runs second, as in the
+    official weights. Drop path is the same rate in every block.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.,
+                 qkv_bias: bool = True, drop: float = 0.,
+                 attn_drop: float = 0., drop_path: float = 0.,
+                 eta: float = 1., norm_cfg: dict = dict(type='BN')):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = XCA(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.norm3 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.local_mp = LPI(dim, norm_cfg)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.gamma1 = nn.Parameter(eta * torch.ones(dim))
+        self.gamma3 = nn.Parameter(eta * torch.ones(dim))
+        self.gamma2 = nn.Parameter(eta * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        x = x + self.drop_path(self.gamma1 * self.attn(self.norm1(x)))
+        x = x + self.drop_path(self.gamma3 * self.local_mp(self.norm3(x), H, W))
+        x = x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x)))
+        return x
+
+
+class ClassAttentionBlock(nn.Module):
+    """Class-attention block, with the two official quirks kept exactly.
+
+    1. The attention output replaces only the class token; the patch tokens
+       receive ``gamma1 * norm1(x)``: x = x + g1 * cat[CA(n1 x), n1(x)[1:]].
+    2. With ``tokens_norm`` all tokens pass through norm2, otherwise only the
+       class token does. The MLP updates the class token only, and the final
+       residual adds the (normed) patch tokens to themselves. Both feed the
+       keys and values of the next class-attention block.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.,
+                 qkv_bias: bool = True, drop: float = 0.,
+                 attn_drop: float = 0., eta: Optional[float] = 1.,
+                 tokens_norm: bool = False):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.attn = ClassAttention(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.gamma1 = nn.Parameter(eta * torch.ones(dim))
+        self.gamma2 = nn.Parameter(eta * torch.ones(dim))
+        self.tokens_norm = tokens_norm
+
+    def forward(self, x: torch.Tensor, return_attn: bool = False):
+        x_norm1 = self.norm1(x)
+        cls, attn = self.attn(x_norm1, return_attn=True)
+        x = x + self.gamma1 * torch.cat([cls, x_norm1[:, 1:]], dim=1)
+        if self.tokens_norm:
+            x = self.norm2(x)
+        else:
+            x = torch.cat([self.norm2(x[:, :1]), x[:, 1:]], dim=1)
+        cls = x[:, :1] + self.gamma2 * self.mlp(x[:, :1])
+        x = torch.cat([cls, 2 * x[:, 1:]], dim=1)  # patch tokens: x + x
+        return (x, attn) if return_attn else x

@@ -1,0 +1,23 @@
+"""xcit_mm's registries: children of mmengine's root registries.
+
+Every registry below has the scope ``xcit_mm`` and a lazy ``locations`` list,
+so a config of any OpenMMLab library can refer to an xcit_mm component by its
+scoped name, e.g. ``backbone=dict(type='xcit_mm.XCiT', arch='s12')`` inside an
+mmpretrain, mmdet or mmseg config. mmengine imports ``xcit_mm.registry`` when
+it meets the ``xcit_mm.`` prefix, and the registry imports its ``locations``
+the first time it is searched: no ``custom_imports`` is needed.
+"""
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+__all__ = ['MODELS', 'HOOKS']
+
+#: Backbones, necks, heads, classifiers and losses.
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='xcit_mm',
+    locations=['xcit_mm.models'])
+#: Training hooks.
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='xcit_mm',
+    locations=['xcit_mm.engine'])
