@@ -1,0 +1,107 @@
+"""Evaluate a checkpoint with mmengine's Runner (real task metrics).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE.pkl]
+        [--show-dir DIR] [--tta] [--cfg-options k=v ...]
+        [--launcher {none,pytorch,slurm,mpi}]
+
+``--out`` dumps the raw predictions (mmengine's DumpResults);
+``--show-dir`` draws predictions through the task's visualization hook;
+``--tta`` uses the config's ``tta_model`` / ``tta_pipeline`` when it has
+them.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+#: How each library's visualization hook is told to draw and where.
+VIS_HOOK_KEYS = {
+    'VisualizationHook': dict(enable=True, out_dir='{}'),  # mmpretrain
+    'DetVisualizationHook': dict(draw=True, test_out_dir='{}'),  # mmdet
+    'SegVisualizationHook': dict(draw=True),  # mmseg: under work_dir
+}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where to save logs and metrics')
+    parser.add_argument('--out', help='dump predictions to this .pkl file')
+    parser.add_argument('--show-dir',
+                        help='save drawn predictions in this directory')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (needs tta_model and '
+                        'tta_pipeline in the config)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def enable_show_dir(cfg: Config, show_dir: str) -> None:
+    hook = cfg.get('default_hooks', {}).get('visualization')
+    if hook is None or hook.get('type', '').split('.')[-1] not in \
+            VIS_HOOK_KEYS:
+        raise ValueError('--show-dir needs a VisualizationHook, '
+                         'DetVisualizationHook or SegVisualizationHook in '
+                         'default_hooks.visualization of the config.')
+    for key, value in VIS_HOOK_KEYS[hook.type.split('.')[-1]].items():
+        hook[key] = value.format(show_dir) if isinstance(value, str) \
+            else value
+    if hook.type.split('.')[-1] == 'SegVisualizationHook':
+        # mmseg saves drawings under <work_dir>/<timestamp>/vis_data; point
+        # the visualizer's local backend at show_dir instead.
+        cfg.visualizer.vis_backends = [
+            dict(type='LocalVisBackend', save_dir=show_dir)
+        ]
+        hook['interval'] = 1
+
+
+def merge_args(cfg: Config, args) -> Config:
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        enable_show_dir(cfg, osp.abspath(args.show_dir))
+    if args.tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ValueError('--tta needs `tta_model` and `tta_pipeline` in '
+                             'the config.')
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    if args.out:
+        if not args.out.endswith(('.pkl', '.pickle')):
+            raise ValueError('--out must be a .pkl or .pickle file.')
+        evaluator = cfg.test_evaluator
+        if isinstance(evaluator, dict):
+            evaluator = [evaluator]
+        cfg.test_evaluator = list(evaluator) + [
+            dict(type='DumpResults', out_file_path=args.out)
+        ]
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = merge_args(Config.fromfile(args.config), args)
+    runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
+              else Runner.from_cfg(cfg))
+    return runner.test()
+
+
+if __name__ == '__main__':
+    main()
