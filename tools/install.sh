@@ -62,12 +62,16 @@ else
   else
     log "no compatible prebuilt mmcv wheel: building mmcv $MMCV_VERSION from source (~20 min on 2 cores)"
     tmp=$(mktemp -d)
-    "${PIP[@]}" download --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$tmp"
+    # --no-build-isolation: pip reads the sdist's metadata with setup.py,
+    # which imports torch
+    "${PIP[@]}" download --no-deps --no-build-isolation --no-binary :all: \
+      "mmcv==$MMCV_VERSION" -d "$tmp"
     tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
     src="$tmp/mmcv-$MMCV_VERSION"
     if "$PY" -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if v >= (2, 14) else 1)"; then
       log "torch >= 2.14: patching mmcv's -std=c++17 to -std=c++20"
       sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+      grep -q -- '-std=c++20' "$src/setup.py" || { echo "mmcv setup.py patch failed" >&2; exit 1; }
     fi
     mkdir -p "$CACHE"
     MAX_JOBS=${MAX_JOBS:-2} MMCV_WITH_OPS=1 "${PIP[@]}" wheel --no-build-isolation --no-deps "$src" -w "$CACHE"
