@@ -39,11 +39,15 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check -q)
 
+# mmcv's setup.py needs pkg_resources, which setuptools 81 removed; torch
+# 2.14 requires setuptools >= 77.0.3. Name the range in every install that
+# could otherwise pull the newest setuptools.
+SETUPTOOLS="setuptools>=77.0.3,<81"
 log "build tools"
-"${PIP[@]}" install "setuptools<81" wheel ninja
+"${PIP[@]}" install "$SETUPTOOLS" wheel ninja
 log "torch: $TORCH_SPEC"
 # shellcheck disable=SC2086
-"${PIP[@]}" install $TORCH_SPEC
+"${PIP[@]}" install "$SETUPTOOLS" $TORCH_SPEC
 
 have_mmcv_ops() {
   "$PY" - <<PYEOF 2>/dev/null
@@ -81,7 +85,7 @@ else
 fi
 
 log "OpenMMLab stack and test tools (requirements/tested.txt)"
-"${PIP[@]}" install -r "$ROOT/requirements/tested.txt" packaging pillow
+"${PIP[@]}" install "$SETUPTOOLS" -r "$ROOT/requirements/tested.txt" packaging pillow
 log "xcit_mm (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 have_mmcv_ops || { echo "mmcv.ops does not import after install" >&2; exit 1; }
