@@ -32,6 +32,8 @@ def run_tool(relpath: str, *args: str, timeout: int = 300
              ) -> subprocess.CompletedProcess:
     """Run a tool as users do: ``python tools/... args`` from the repo."""
     env = dict(os.environ, PYTHONPATH=REPO)
+    # tiny models: one thread avoids oversubscribing a shared CPU
+    env.setdefault('OMP_NUM_THREADS', '1')
     return subprocess.run([sys.executable, osp.join(REPO, relpath), *args],
                           cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout)

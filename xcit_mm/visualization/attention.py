@@ -151,12 +151,17 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
             ckpt_arch = infer_arch(backbone)
         except KeyError:
             ckpt_arch = 'unknown'
+        problems = []
+        if missing:
+            problems.append(f'{len(missing)} tensors missing (e.g. '
+                            f'{missing[:3]})')
+        if mismatched:
+            problems.append(f'{len(mismatched)} with another shape (e.g. '
+                            f'{mismatched[:3]})')
         raise KeyError(
-            f'{checkpoint!r} does not fit the config\'s XCiT '
-            f'(arch {xcit_cfg.get("arch")}, patch '
-            f'{xcit_cfg.get("patch_size", 16)}): {len(missing)} missing '
-            f'(e.g. {missing[:3]}), {len(mismatched)} with another shape '
-            f'(e.g. {mismatched[:3]}). The checkpoint is {ckpt_arch}: use a '
+            f'{checkpoint!r} does not fit the config\'s XCiT (arch '
+            f'{xcit_cfg.get("arch")}, patch {xcit_cfg.get("patch_size", 16)}'
+            f'): {"; ".join(problems)}. The checkpoint is {ckpt_arch}: use a '
             'config of that architecture.')
     model.load_state_dict({k: backbone[k] for k in expected}, strict=True)
     model.eval()
@@ -249,9 +254,11 @@ def draw_cls_attention_grid(img: np.ndarray, cls_attn: np.ndarray,
     panels += [(f'head {i}', overlay(img, a, alpha))
                for i, a in enumerate(cls_attn)]
     panels.append(('mean of heads', overlay(img, cls_attn.mean(0), alpha)))
-    cols = min(len(panels), 5)
-    rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows),
+    rows = math.ceil(len(panels) / 6)  # at most 6 panels a row
+    cols = math.ceil(len(panels) / rows)
+    panel_h = 3 * img.shape[0] / img.shape[1]  # 3-inch wide panels
+    fig, axes = plt.subplots(rows, cols,
+                             figsize=(3 * cols, (panel_h + 0.4) * rows + 0.5),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis('off')
@@ -270,11 +277,12 @@ def draw_xca_matrices(xca: np.ndarray, block: int) -> np.ndarray:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     h, d, _ = xca.shape
     cols = min(h, 4)
     rows = math.ceil(h / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1, 3.2 * rows),
+                             squeeze=False, layout='constrained')
     vmax = float(xca.max())
     for ax in axes.flat:
         ax.axis('off')
@@ -284,8 +292,11 @@ def draw_xca_matrices(xca: np.ndarray, block: int) -> np.ndarray:
                        interpolation='nearest')
         ax.set_title(f'head {i}', fontsize=10)
         ax.set_xlabel('key channel', fontsize=8)
-        ax.set_ylabel('query channel', fontsize=8)
+        if i % cols == 0:
+            ax.set_ylabel('query channel', fontsize=8)
         ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
     fig.suptitle(f'XCA channel attention, block {block} '
                  f'({h} heads, {d}x{d}, rows sum to 1)')
