@@ -118,8 +118,22 @@ def write_config(path: str, text: str) -> str:
 
 
 def cls_config(data_root: str, work_dir: str = None, epochs: int = 2,
-               tiny_size: int = 32) -> str:
-    """A tiny mmpretrain classifier config (XCiT 32-d, 2 blocks, p8)."""
+               tiny_size: int = 32, iters: int = None) -> str:
+    """A tiny mmpretrain classifier config (XCiT 32-d, 2 blocks, p8).
+
+    Epoch-based (``epochs``), or iteration-based like the mmseg configs
+    when ``iters`` is given (validation every ``iters // 2``).
+    """
+    if iters:
+        loop = (f'train_cfg = dict(by_epoch=False, max_iters={iters}, '
+                f'val_interval={iters // 2})\n'
+                'log_processor = dict(by_epoch=False)\n'
+                f'checkpoint = dict(type="CheckpointHook", by_epoch=False, '
+                f'interval={iters // 2})')
+    else:
+        loop = (f'train_cfg = dict(by_epoch=True, max_epochs={epochs}, '
+                'val_interval=1)\n'
+                'checkpoint = dict(type="CheckpointHook", interval=1)')
     return f'''
 default_scope = 'mmpretrain'
 work_dir = {work_dir!r}
@@ -157,13 +171,13 @@ val_dataloader = dict(
 val_evaluator = dict(type='Accuracy', topk=(1, ))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
-train_cfg = dict(by_epoch=True, max_epochs={epochs}, val_interval=1)
+{loop}
 val_cfg = dict()
 test_cfg = dict()
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    checkpoint=checkpoint,
     visualization=dict(type='VisualizationHook', enable=False))
 visualizer = dict(type='UniversalVisualizer',
                   vis_backends=[dict(type='LocalVisBackend')])

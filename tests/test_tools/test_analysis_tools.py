@@ -239,6 +239,31 @@ def test_analyze_logs_train_time(trained, capsys):
     assert set(result['epoch_mean_time']) == {1, 2}
 
 
+def test_analyze_logs_iteration_based(trained, tmp_path, capsys):
+    """An iteration-based run (like the mmseg configs): x in iterations;
+    mmengine writes ``step: 0`` for its evaluations by default."""
+    work_dir = str(tmp_path / 'work')
+    config = write_config(str(tmp_path / 'iters.py'),
+                          cls_config(trained['data'], work_dir, iters=4))
+    proc = run_tool('tools/train.py', config)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tool = load_tool(LOGS)
+    log = tool.load_json_log(tool.find_json_log(work_dir))
+    assert [e['step'] for e in log['val']] == [0, 0]
+    xs, _, unit = tool.curve(log, 'accuracy/top1')
+    assert unit == 'iter' and xs.tolist() == [2, 4]
+    xs, _, unit = tool.curve(log, 'loss')
+    assert unit == 'iter' and xs.tolist() == [1, 2, 3, 4]
+    out = str(tmp_path / 'curve.png')
+    assert tool.main(['plot_curve', work_dir, '--keys', 'loss',
+                      'accuracy/top1', '--out', out]) == 0
+    assert read_png(out).std() > 5
+    assert tool.main(['cal_train_time', work_dir]) == 0
+    times = [e['time'] for e in log['train']][1:]  # first one left out
+    assert f'average iter time: {np.mean(times):.4f}' in \
+        capsys.readouterr().out
+
+
 def test_analyze_logs_errors(trained, tmp_path, capsys):
     tool = load_tool(LOGS)
     assert tool.main(['plot_curve', trained['log'], '--keys', 'los',

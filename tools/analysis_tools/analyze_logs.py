@@ -13,9 +13,9 @@ then used. Every line is one logging step: training lines carry ``lr`` and
 metrics (``accuracy/top1``, ``coco/bbox_mAP``, ``mIoU``, ...) and ``step``
 (the epoch or iteration of the evaluation).
 
-``plot_curve`` draws one panel per key, with one line per log. Training keys
-are plotted against epochs (epoch-based runs) or iterations, validation keys
-against the evaluation step. ``cal_train_time`` prints the mean time per
+``plot_curve`` draws one panel per key, with one line per log, against
+epochs (epoch-based runs) or iterations (iteration-based runs such as the
+mmseg configs). ``cal_train_time`` prints the mean time per
 iteration (and per epoch, with the slowest and fastest), leaving out the first
 iteration of each epoch (data-loader start-up) unless ``--include-outliers``.
 This is a lean version of mmpretrain's tool of the same name, for the logs
@@ -27,7 +27,7 @@ import json
 import os.path as osp
 import sys
 from collections import OrderedDict
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -61,9 +61,14 @@ def short_name(path: str) -> str:
 def load_json_log(path: str) -> Dict[str, List[dict]]:
     """Split an mmengine JSON log into ``{'train': [...], 'val': [...]}``.
 
-    Blank and malformed lines (a run killed mid-write) are skipped.
+    Each validation line also gets ``_after_iter``: the training iteration
+    logged just before it (None before any). An iteration-based run with
+    the LoggerHook default ``log_metric_by_epoch=True`` writes ``step: 0``
+    for its evaluations; this places them on the iteration axis. Blank and
+    malformed lines (a run killed mid-write) are skipped.
     """
     log = dict(train=[], val=[])
+    last_iter = None
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -73,15 +78,19 @@ def load_json_log(path: str) -> Dict[str, List[dict]]:
                 entry = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            mode = 'train' if ('lr' in entry or 'iter' in entry) else 'val'
-            log[mode].append(entry)
+            if 'lr' in entry or 'iter' in entry:
+                log['train'].append(entry)
+                last_iter = entry.get('iter', entry.get('step'))
+            else:
+                entry['_after_iter'] = last_iter
+                log['val'].append(entry)
     if not log['train'] and not log['val']:
         raise ValueError(f'{path!r} has no mmengine log lines.')
     return log
 
 
 def available_keys(log: Dict[str, List[dict]]) -> Dict[str, List[str]]:
-    skip = {'step', 'epoch', 'iter'}
+    skip = {'step', 'epoch', 'iter', '_after_iter'}
     out = {}
     for mode in ('train', 'val'):
         keys = OrderedDict()
@@ -93,27 +102,48 @@ def available_keys(log: Dict[str, List[dict]]) -> Dict[str, List[str]]:
     return out
 
 
+def _iters_per_epoch(train: List[dict]) -> Optional[float]:
+    """Iterations per epoch of an epoch-based run (None if iteration-based),
+    from the last training line, as mmpretrain's tool does."""
+    last = next((e for e in reversed(train) if 'epoch' in e), None)
+    if last is None:
+        return None
+    return last.get('iter', last['step']) / last['epoch']
+
+
 def curve(log: Dict[str, List[dict]], key: str):
-    """(xs, ys, x label) of one key; validation keys win over training."""
+    """(xs, ys, x label) of one key; validation keys win over training.
+
+    x is in epochs for epoch-based runs and in iterations otherwise, for
+    training and validation keys alike.
+    """
     keys = available_keys(log)
+    per_epoch = _iters_per_epoch(log['train'])
+    unit = 'epoch' if per_epoch else 'iter'
     if key in keys['val']:
         entries = [e for e in log['val'] if key in e]
-        by_epoch = any('epoch' in e for e in log['train'])
-        xs = np.array([e['step'] for e in entries], dtype=float)
-        return xs, np.array([e[key] for e in entries],
-                            dtype=float), 'epoch' if by_epoch else 'iter'
-    if key in keys['train']:
+        steps = np.array([e['step'] for e in entries], float)
+        if not log['train']:  # a test-only log
+            xs, unit = steps, 'step'
+        elif per_epoch:
+            # mmengine writes the epoch (LoggerHook(log_metric_by_epoch=
+            # True), the default) or else the iteration
+            max_epoch = max(e['epoch'] for e in log['train'] if 'epoch' in e)
+            xs = steps / per_epoch if steps.max() > max_epoch else steps
+        else:
+            # the iteration (log_metric_by_epoch=False, as mmseg sets), or
+            # 0 by default: then the training iteration logged before it
+            xs = np.array([
+                e['step'] or (e['_after_iter'] or 0) for e in entries
+            ], float)
+    elif key in keys['train']:
         entries = [e for e in log['train'] if key in e]
         xs = np.array([e.get('iter', e['step']) for e in entries], float)
-        ys = np.array([e[key] for e in entries], dtype=float)
-        if 'epoch' in entries[-1]:
-            # fractional epochs: iterations per epoch from the last line
-            iters_per_epoch = entries[-1].get(
-                'iter', entries[-1]['step']) / entries[-1]['epoch']
-            return xs / iters_per_epoch, ys, 'epoch'
-        return xs, ys, 'iter'
-    raise KeyError(f'Key {key!r} is not in the log. Training keys: '
-                   f'{keys["train"]}; validation keys: {keys["val"]}.')
+        xs = xs / per_epoch if per_epoch else xs
+    else:
+        raise KeyError(f'Key {key!r} is not in the log. Training keys: '
+                       f'{keys["train"]}; validation keys: {keys["val"]}.')
+    return xs, np.array([e[key] for e in entries], dtype=float), unit
 
 
 def plot_curve(logs: List[Dict], names: List[str], keys: List[str],

@@ -2,7 +2,7 @@
 
     python tools/analysis_tools/browse_dataset.py CONFIG --output-dir DIR
         [--phase train|val|test] [-n 16] [--cols 4] [--tile-size 320]
-        [--seed 0] [--channel-order BGR] [--cfg-options k=v ...]
+        [--shuffle] [--seed 0] [--channel-order BGR] [--cfg-options k=v ...]
 
 Each sample goes through the dataset's pipeline (augmentation included) and
 is drawn by the visualizer of the config's library, chosen by
@@ -48,8 +48,11 @@ def parse_args(argv=None):
                         help='tiles per row; a PNG holds cols x cols tiles')
     parser.add_argument('--tile-size', type=int, default=320,
                         help='each tile fits in a square of this size (px)')
+    parser.add_argument('--shuffle', action='store_true',
+                        help='draw random samples instead of the first ones')
     parser.add_argument('--seed', type=int, default=0,
-                        help='seed of the random augmentation')
+                        help='seed of the sample choice and the random '
+                        'augmentation')
     parser.add_argument('--channel-order', default='BGR',
                         choices=['BGR', 'RGB'],
                         help='channel order of the pipeline output (BGR '
@@ -160,12 +163,14 @@ def main(argv=None) -> int:
 
     os.makedirs(args.output_dir, exist_ok=True)
     number = min(args.show_number, len(dataset))
+    indices = (np.random.permutation(len(dataset))[:number].tolist()
+               if args.shuffle else range(number))
     per_grid = args.cols * args.cols
     tiles, written = [], []
-    for i in range(number):
+    for i, index in enumerate(indices):
         tiles.append(fit_tile(
-            draw_sample(scope, visualizer, dataset[i], i, args.channel_order,
-                        args.tile_size), args.tile_size))
+            draw_sample(scope, visualizer, dataset[index], index,
+                        args.channel_order, args.tile_size), args.tile_size))
         if len(tiles) == per_grid or i == number - 1:
             path = osp.join(args.output_dir,
                             f'{args.phase}_grid_{len(written):03d}.png')
