@@ -153,6 +153,8 @@ def test_generator_writes_metafiles(tmp_path, capsys):
         p.numel() for p in official.parameters())
     assert entry['Metadata']['Training Data'] == 'ImageNet-1k'
     assert ('FLOPs' in entry['Metadata']) == summary['flops']
+    if summary['flops']:  # the paper: 1.2 GFLOPs for XCiT-T12/16 at 224
+        assert 1.1e9 < entry['Metadata']['FLOPs'] < 1.35e9
     assert entry['Results'] == [{
         'Task': 'Image Classification', 'Dataset': 'ImageNet-1k',
         'Metrics': {'Top 1 Accuracy': 77.1}}]

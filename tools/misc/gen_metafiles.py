@@ -12,7 +12,8 @@ every config in it whose name follows the project's scheme
 - ``Metadata``: ``Parameters`` counted on the model built from the config
   (without a distillation teacher, which is not part of the trained model)
   and ``FLOPs`` at the config's input size (the test crop for
-  classification, 800x1333 for detection, the crop size for segmentation),
+  classification; 800x1333 padded to the preprocessor's divisor, i.e.
+  800x1344, for detection; the crop size for segmentation),
   from ``xcit_mm.utils.flops``, the counter behind
   ``tools/analysis_tools/get_flops.py`` that includes the attention
   matmuls; ``Training Data``;
@@ -143,7 +144,10 @@ def input_shape(cfg) -> Tuple[int, int, int]:
     """(3, H, W) at which the config's model is measured."""
     scope = cfg.get('default_scope')
     if scope == 'mmdet':
-        return (3, 800, 1333)
+        # (1333, 800) test scale, padded as the data preprocessor pads
+        div = cfg.model.get('data_preprocessor', {}).get(
+            'pad_size_divisor', 1)
+        return (3, -(-800 // div) * div, -(-1333 // div) * div)
     if scope == 'mmseg':
         crop = cfg.get('crop_size', (512, 512))
         return (3, int(crop[0]), int(crop[1]))
@@ -187,24 +191,47 @@ def count_params(model: torch.nn.Module) -> int:
 def flop_counter():
     """The FLOP counter of ``xcit_mm.utils.flops``, or (None, reason).
 
-    Expected API: ``count_flops(model, input_shape) -> int`` (or a dict with
-    ``'flops'``), the function ``tools/analysis_tools/get_flops.py`` uses.
+    Uses ``count_flops(model, input_shape)`` if the module has it, else
+    ``get_model_complexity(model, input_shape)['flops']`` (the function
+    behind ``tools/analysis_tools/get_flops.py``). Either is called with a
+    module whose ``forward`` takes the image tensor alone.
     """
     try:
         module = importlib.import_module('xcit_mm.utils.flops')
     except ImportError as e:
         return None, f'xcit_mm.utils.flops is not available ({e})'
-    fn = getattr(module, 'count_flops', None)
+    fn = getattr(module, 'count_flops', None) or getattr(
+        module, 'get_model_complexity', None)
     if not callable(fn):
         public = [n for n in dir(module) if not n.startswith('_')]
-        return None, ('xcit_mm.utils.flops has no count_flops(model, '
-                      f'input_shape); it has {public}. Adapt flop_counter() '
-                      'in tools/misc/gen_metafiles.py')
+        return None, ('xcit_mm.utils.flops has neither count_flops nor '
+                      f'get_model_complexity; it has {public}. Adapt '
+                      'flop_counter() in tools/misc/gen_metafiles.py')
     return fn, None
 
 
+class TensorForward(torch.nn.Module):
+    """``model(x)`` for a detector, whose tensor forward also needs data
+    samples (the image size for the RPN): they are fixed here."""
+
+    def __init__(self, model: torch.nn.Module, shape: Tuple[int, int, int]):
+        super().__init__()
+        from mmdet.structures import DetDataSample
+        hw = tuple(shape[1:])
+        self.model = model
+        self.samples = [DetDataSample(metainfo=dict(
+            img_shape=hw, ori_shape=hw, pad_shape=hw, batch_input_shape=hw,
+            scale_factor=(1.0, 1.0)))]
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x, self.samples, mode='tensor')
+
+
 def measure_flops(fn, cfg, shape) -> int:
+    """FLOPs of one forward of the config's model on a (1, *shape) input."""
     model = build_model(cfg, device='cpu').eval()
+    if cfg.get('default_scope') == 'mmdet':
+        model = TensorForward(model, shape)
     with torch.no_grad():
         result = fn(model, shape)
     if isinstance(result, dict):
