@@ -104,7 +104,7 @@ test_dataloader = dict(dataset=dict(type='CustomDataset',
 
 SEG = '''
 default_scope = 'mmseg'
-crop_size = (512, 512)
+crop_size = (128, 128)  # FLOPs measured at the crop size
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=dict(type='SegDataPreProcessor'),
