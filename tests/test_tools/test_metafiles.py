@@ -165,7 +165,10 @@ def test_generator_writes_metafiles(tmp_path, capsys):
     seg = yaml.safe_load((configs / 'upernet' / 'metafile.yml').read_text())
     (entry, ) = seg['Models']
     assert entry['Results'][0]['Metrics'] == {'mIoU': 41.5}
-    assert entry['Weights'].endswith('/ade/upernet_xcit_tiny_12_p16.pth')
+    if gen.DENSE_WEIGHTS:
+        assert entry['Weights'].endswith('/ade/upernet_xcit_tiny_12_p16.pth')
+    else:  # the official mmseg 0.x file does not load as it is
+        assert 'Weights' not in entry
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
     init_default_scope('mmseg')

@@ -20,9 +20,10 @@ every config in it whose name follows the project's scheme
 - ``Results``: the official figures of the XCiT paper / repository for the
   recipe the config reproduces (ImageNet top-1; COCO 3x box / mask AP;
   ADE20k mIoU); none for recipes without an official run (e.g. 1x);
-- ``Weights`` and ``Converted From``: the official checkpoint, where one
-  exists. Classification files load after ``tools/model_converters/
-  xcit2mm.py`` (or directly as ``init_cfg`` Pretrained weights).
+- ``Weights`` and ``Converted From``: the official ImageNet checkpoint,
+  which loads after ``tools/model_converters/xcit2mm.py`` (or directly as
+  ``init_cfg`` Pretrained weights). The official det/seg checkpoints are
+  left out while no converter maps them (see ``DENSE_WEIGHTS``).
 
 ``model-index.yml`` imports every metafile. Configs that fail to build stop
 the run (exit 1) unless ``--keep-going`` (then they are left out and listed).
@@ -77,6 +78,12 @@ SEM_FPN = {('t12', 16): 38.1, ('t12', 8): 39.9, ('s12', 16): 43.9,
            ('s12', 8): 44.2, ('s24', 16): 44.6, ('s24', 8): 47.1,
            ('m24', 16): 45.9, ('m24', 8): 46.9}
 
+#: The official det/seg checkpoints are mmdet 2.x / mmseg 0.x files whose
+#: backbone holds the multi-scale adapter (``backbone.fpn1-4``); xcit_mm
+#: builds it as a neck. Until a converter maps them, they are not listed as
+#: Weights (their figures still are, as Results). True lists them.
+DENSE_WEIGHTS = False
+
 COLLECTIONS = {
     'xcit': ('XCiT', ['Cross-Covariance Attention', 'Local Patch '
                       'Interaction', 'Class Attention', 'LayerScale']),
@@ -124,8 +131,9 @@ def describe(folder: str, stem: str) -> Optional[dict]:
                 OrderedDict(Task='Instance Segmentation', Dataset='COCO',
                             Metrics=OrderedDict([('mask AP', mask)])),
             ]
-            out['weights'] = (f'{URL}/coco/maskrcnn_xcit_{official}_'
-                              f'p{patch}.pth')
+            if DENSE_WEIGHTS:
+                out['weights'] = (f'{URL}/coco/maskrcnn_xcit_{official}_'
+                                  f'p{patch}.pth')
     elif 'ade20k' in stem:
         out['data'] = 'ADE20K'
         table, prefix = {'upernet': (UPERNET, 'upernet'),
@@ -135,8 +143,9 @@ def describe(folder: str, stem: str) -> Optional[dict]:
             out['results'] = [OrderedDict(
                 Task='Semantic Segmentation', Dataset='ADE20K',
                 Metrics=OrderedDict(mIoU=table[key]))]
-            out['weights'] = (f'{URL}/ade/{prefix}_xcit_{official}_'
-                              f'p{patch}.pth')
+            if DENSE_WEIGHTS:
+                out['weights'] = (f'{URL}/ade/{prefix}_xcit_{official}_'
+                                  f'p{patch}.pth')
     return out
 
 
