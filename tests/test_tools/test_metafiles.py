@@ -133,7 +133,8 @@ def test_generator_writes_metafiles(tmp_path, capsys):
     gen = load_tool(GEN)
     configs = _tiny_tree(tmp_path)
     index = tmp_path / 'model-index.yml'
-    summary = gen.generate(str(configs), str(index))
+    tables = tmp_path / 'zoo.md'
+    summary = gen.generate(str(configs), str(index), tables=str(tables))
     printed = capsys.readouterr().out
     assert not summary['failures']
     assert yaml.safe_load(index.read_text()) == {'Import': [
@@ -161,6 +162,14 @@ def test_generator_writes_metafiles(tmp_path, capsys):
     url = 'https://dl.fbaipublicfiles.com/xcit/xcit_tiny_12_p16_224.pth'
     assert entry['Weights'] == url
     assert entry['Converted From']['Weights'] == url
+
+    # the README table carries the same numbers
+    zoo = tables.read_text()
+    row = next(line for line in zoo.splitlines()
+               if line.startswith('| [xcit-t12-p16_in1k]'))
+    cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[1] == f'{entry["Metadata"]["Parameters"] / 1e6:.1f}'
+    assert cells[3] == '77.1' and url in cells[4]
 
     seg = yaml.safe_load((configs / 'upernet' / 'metafile.yml').read_text())
     (entry, ) = seg['Models']

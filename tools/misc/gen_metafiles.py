@@ -1,7 +1,8 @@
 """Write ``configs/*/metafile.yml`` and ``model-index.yml`` (mim metadata).
 
     python tools/misc/gen_metafiles.py [--configs-root configs]
-        [--index model-index.yml] [--no-flops] [--keep-going] [--dry-run]
+        [--index model-index.yml] [--tables zoo.md] [--no-flops]
+        [--keep-going] [--dry-run]
 
 For every config folder except ``_base_`` (``configs/xcit``,
 ``configs/mask_rcnn``, ``configs/upernet``, ``configs/sem_fpn``, ...) and
@@ -25,7 +26,9 @@ every config in it whose name follows the project's scheme
   ``init_cfg`` Pretrained weights). The official det/seg checkpoints are
   left out while no converter maps them (see ``DENSE_WEIGHTS``).
 
-``model-index.yml`` imports every metafile. Configs that fail to build stop
+``model-index.yml`` imports every metafile; ``--tables`` also writes the
+README's model-zoo tables (params, FLOPs, official results, weights) from
+the same numbers. Configs that fail to build stop
 the run (exit 1) unless ``--keep-going`` (then they are left out and listed).
 Run it again whenever configs change; ``tests/test_tools/test_metafiles.py``
 checks that the metafiles list only existing configs and that their
@@ -286,6 +289,36 @@ def model_entry(cfg_path: str, rel_path: str, folder: str, collection: str,
     return entry
 
 
+def markdown_tables(metafiles) -> str:
+    """Model-zoo tables (one per collection) from the metafile data."""
+    out = []
+    for _, data in metafiles:
+        out.append(f'### {data["Collections"][0]["Name"]}\n')
+        metrics = []
+        for m in data['Models']:
+            for r in m.get('Results', []):
+                for k in r['Metrics']:
+                    if k not in metrics:
+                        metrics.append(k)
+        header = ['config', 'params (M)', 'FLOPs (G)'] + [
+            f'{k} (official)' for k in metrics] + ['weights']
+        out.append('| ' + ' | '.join(header) + ' |')
+        out.append('|' + '---|' * len(header))
+        for m in data['Models']:
+            meta = m['Metadata']
+            values = {k: v for r in m.get('Results', [])
+                      for k, v in r['Metrics'].items()}
+            row = [f'[{m["Name"]}]({m["Config"]})',
+                   f'{meta["Parameters"] / 1e6:.1f}',
+                   f'{meta["FLOPs"] / 1e9:.1f}' if 'FLOPs' in meta else '-']
+            row += [str(values.get(k, '-')) for k in metrics]
+            row.append(f'[official]({m["Weights"]})' if 'Weights' in m
+                       else '-')
+            out.append('| ' + ' | '.join(row) + ' |')
+        out.append('')
+    return '\n'.join(out)
+
+
 def _represent_ordered(dumper, data):
     return dumper.represent_mapping('tag:yaml.org,2002:map', data.items())
 
@@ -298,7 +331,8 @@ def dump_yaml(data, path: str) -> None:
 
 
 def generate(configs_root: str, index_path: str, with_flops: bool = True,
-             keep_going: bool = False, dry_run: bool = False) -> dict:
+             keep_going: bool = False, dry_run: bool = False,
+             tables: Optional[str] = None) -> dict:
     """Write the metafiles and the model index. Returns a summary."""
     flops_fn, reason = flop_counter() if with_flops else (None,
                                                          '--no-flops')
@@ -349,8 +383,12 @@ def generate(configs_root: str, index_path: str, with_flops: bool = True,
             osp.relpath(p, index_root).replace(osp.sep, '/')
             for p, _ in metafiles
         ]), index_path)
+        if tables:
+            with open(tables, 'w') as f:
+                f.write(markdown_tables(metafiles))
     print(('would write ' if dry_run else 'wrote ') + ', '.join(
-        [p for p, _ in metafiles] + [index_path]))
+        [p for p, _ in metafiles] + [index_path] + ([tables] if tables
+                                                    else [])))
     return dict(metafiles=[p for p, _ in metafiles], failures=failures,
                 flops=flops_fn is not None)
 
@@ -369,6 +407,8 @@ def parse_args(argv=None):
                         help='leave out configs that fail to build')
     parser.add_argument('--dry-run', action='store_true',
                         help='compute and print, write nothing')
+    parser.add_argument('--tables', metavar='FILE.md',
+                        help='also write the README model-zoo tables here')
     return parser.parse_args(argv)
 
 
@@ -376,7 +416,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
     summary = generate(args.configs_root, args.index, not args.no_flops,
-                       args.keep_going, args.dry_run)
+                       args.keep_going, args.dry_run, args.tables)
     if summary['failures'] and not args.keep_going:
         return 1
     return 0
