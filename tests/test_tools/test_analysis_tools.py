@@ -194,6 +194,20 @@ def test_visualize_attention_errors(trained, tmp_path, capsys):
                       '--out-dir', str(tmp_path / 'x'), '--layers', '5']
                      ) == 1
     assert 'out of range' in capsys.readouterr().err
+    # a missing image, a file that is not an image, a corrupt checkpoint
+    assert tool.main([trained['config'], trained['checkpoint'],
+                      str(tmp_path / 'none.png'), '--out-dir',
+                      str(tmp_path / 'x')]) == 1
+    assert 'none.png' in capsys.readouterr().err
+    assert tool.main([trained['config'], trained['checkpoint'],
+                      trained['config'], '--out-dir', str(tmp_path / 'x')]
+                     ) == 1
+    assert 'Cannot decode the image' in capsys.readouterr().err
+    bad = tmp_path / 'bad.pth'
+    bad.write_bytes(b'not a checkpoint')
+    assert tool.main([trained['config'], str(bad), image, '--out-dir',
+                      str(tmp_path / 'x')]) == 1
+    assert 'corrupt' in capsys.readouterr().err
     # a config without XCiT
     no_xcit = write_config(str(tmp_path / 'no_xcit.py'),
                            "model = dict(type='ImageClassifier', "

@@ -262,8 +262,8 @@ def main(argv=None) -> int:
         else:
             cal_train_time(logs, paths, args.include_outliers)
     except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f'analyze_logs: error: {e.args[0] if e.args else e}',
-              file=sys.stderr)
+        msg = e.args[0] if isinstance(e, KeyError) else e
+        print(f'analyze_logs: error: {msg}', file=sys.stderr)
         return 1
     return 0
 

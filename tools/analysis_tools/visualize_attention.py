@@ -36,6 +36,7 @@ import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
 
+from xcit_mm.utils.checkpoint import CheckpointError
 from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
                                              compute_attention,
                                              draw_cls_attention_grid,
@@ -86,9 +87,10 @@ def main(argv=None) -> int:
                                                  args.checkpoint_key)
         layers = resolve_layers(args.layers, model.depth)
         img = load_image(args.image, args.img_size, model.patch_size)
-    except (FileNotFoundError, KeyError, ValueError, IndexError) as e:
-        print(f'visualize_attention: error: {e.args[0] if e.args else e}',
-              file=sys.stderr)
+    except (FileNotFoundError, KeyError, ValueError, IndexError,
+            CheckpointError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) else e
+        print(f'visualize_attention: error: {msg}', file=sys.stderr)
         return 1
     mean, std = normalization_from_cfg(cfg)
     attn = compute_attention(model, to_input(img, mean, std), layers)

@@ -117,9 +117,10 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
         ``class_attention`` (bool) and ``num_classes`` (int or None)).
 
     Raises:
-        ValueError: No XCiT in the config, or a checkpoint of another
-            architecture.
-        KeyError: Weights missing from the checkpoint.
+        ValueError: No XCiT in the config, or not an XCiT checkpoint.
+        KeyError: A checkpoint of another architecture (missing tensors or
+            other shapes); the message names the checkpoint's arch.
+        CheckpointError: An unreadable or unsafe file.
     """
     from xcit_mm.models.backbones.xcit import XCiT
     from xcit_mm.models.utils.xcit_convert import infer_arch
@@ -177,10 +178,15 @@ def load_image(path: str, short_side: int, patch_size: int) -> np.ndarray:
     The crop trims the bottom / right remainder, so every patch of the
     attention grid covers exactly ``patch_size`` x ``patch_size`` pixels.
     """
+    import os.path as osp
+
     import mmcv
-    img = mmcv.imread(path, channel_order='rgb')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Image {path!r} does not exist.')
+    img = mmcv.imread(path)  # BGR; None when not an image
     if img is None:
-        raise FileNotFoundError(f'Cannot read the image {path!r}.')
+        raise ValueError(f'Cannot decode the image {path!r}.')
+    img = mmcv.bgr2rgb(img)
     h, w = img.shape[:2]
     scale = short_side / min(h, w)
     new_w, new_h = max(round(w * scale), patch_size), max(
