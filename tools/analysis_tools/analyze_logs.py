@@ -159,12 +159,15 @@ def plot_curve(logs: List[Dict], names: List[str], keys: List[str],
     fig, axes = plt.subplots(len(keys), 1, figsize=(8, 3 * len(keys)),
                              squeeze=False)
     for ax, key in zip(axes[:, 0], keys):
-        for log, label in zip(logs, legend):
-            xs, ys, xlabel = curve(log, key)
+        curves = [curve(log, key) for log in logs]
+        units = sorted({unit for _, _, unit in curves})
+        for (xs, ys, unit), label in zip(curves, legend):
+            if len(units) > 1:  # logs of epoch- and iteration-based runs
+                label = f'{label} [{unit}]'
             marker = 'o' if len(xs) < 30 else None
             ax.plot(xs, ys, label=label, linewidth=1, marker=marker,
                     markersize=3)
-            ax.set_xlabel(xlabel)
+        ax.set_xlabel(' / '.join(units))
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
