@@ -1,0 +1,138 @@
+"""Draw XCiT's attention maps for one image.
+
+    python tools/analysis_tools/visualize_attention.py CONFIG CHECKPOINT IMAGE
+        --out-dir DIR [--layers 0 -1] [--img-size 224] [--alpha 0.5]
+        [--checkpoint-key teacher] [--cfg-options k=v ...]
+
+CONFIG gives the architecture (any classification, detection or segmentation
+config with an XCiT backbone) and the input normalisation. CHECKPOINT is any
+XCiT checkpoint: an xcit_mm classifier, detector or segmentor, a file from
+``tools/model_converters/xcit2mm.py`` (with or without ``--backbone-only``),
+or an official, timm or DINO file read directly (converted on the fly). The
+image's short side is resized to ``--img-size`` and cropped to whole patches.
+
+Writes to DIR:
+
+- ``input.png``: the resized image the model saw;
+- ``cls_attn_head{i}.png``, ``cls_attn_mean.png``: the last class-attention
+  block's attention of the class token over the patches, per head and
+  averaged, overlaid on the image (same size as ``input.png``);
+- ``cls_attn_grid.png``: all of them in one labelled picture;
+- ``xca_block{i}.png``: the (d x d) XCA channel-attention matrices of each
+  block in ``--layers``, one heat map per head;
+- ``attention.npz``: the raw arrays (``cls_attn`` (h, Hp, Wp),
+  ``xca_block{i}`` (h, d, d), ``image``).
+
+Checkpoints without class-attention weights (dense or ``--backbone-only``)
+give the XCA maps only, and the tool says so. DINO backbones keep their
+class-attention blocks, so they give both, without a head.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import mmcv
+import numpy as np
+from mmengine.config import Config, DictAction
+
+from xcit_mm.utils.checkpoint import CheckpointError
+from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
+                                             compute_attention,
+                                             draw_cls_attention_grid,
+                                             draw_xca_matrices, load_image,
+                                             normalization_from_cfg, overlay,
+                                             resolve_layers, to_input)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Draw the class-attention and XCA channel-attention maps '
+        'of an XCiT for one image')
+    parser.add_argument('config', help='config with an XCiT backbone')
+    parser.add_argument('checkpoint', help='XCiT checkpoint (xcit_mm, '
+                        'converted, official, timm or DINO)')
+    parser.add_argument('image', help='image file')
+    parser.add_argument('--out-dir', required=True, help='output directory')
+    parser.add_argument('--layers', type=int, nargs='*', default=[-1],
+                        help='XCA blocks whose channel attention to draw; '
+                        'negative counts from the end (default: -1, the '
+                        'last block; none: --layers with no value)')
+    parser.add_argument('--img-size', type=int, default=224,
+                        help='short side of the image fed to the model '
+                        '(default 224)')
+    parser.add_argument('--alpha', type=float, default=0.5,
+                        help='opacity of the heat map over the image')
+    parser.add_argument('--checkpoint-key', default=None,
+                        help='wrapper entry of the checkpoint to read, e.g. '
+                        'teacher for a DINO training checkpoint (default: '
+                        'state_dict, model, model_ema or the raw dict)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries')
+    return parser.parse_args(argv)
+
+
+def save_rgb(img: np.ndarray, path: str) -> str:
+    mmcv.imwrite(np.ascontiguousarray(img[..., ::-1]), path)  # RGB -> BGR
+    return path
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    try:
+        model, info = build_xcit_from_checkpoint(cfg, args.checkpoint,
+                                                 args.checkpoint_key)
+        layers = resolve_layers(args.layers, model.depth)
+        img = load_image(args.image, args.img_size, model.patch_size)
+    except (FileNotFoundError, KeyError, ValueError, IndexError,
+            CheckpointError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) else e
+        print(f'visualize_attention: error: {msg}', file=sys.stderr)
+        return 1
+    mean, std = normalization_from_cfg(cfg)
+    attn = compute_attention(model, to_input(img, mean, std), layers)
+    Hp, Wp = attn['grid']
+    print(f'checkpoint: {info["format"]} format, class attention: '
+          f'{"yes" if info["class_attention"] else "no"}, head: '
+          + (f'{info["num_classes"]} classes'
+             if info['num_classes'] else 'none'))
+    print(f'input {img.shape[1]}x{img.shape[0]} -> {Wp}x{Hp} patches of '
+          f'{model.patch_size} px, {model.num_heads} heads')
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    written = [save_rgb(img, osp.join(args.out_dir, 'input.png'))]
+    arrays = dict(image=img)
+    if 'cls_attn' in attn:
+        cls_attn = attn['cls_attn']  # (h, Hp, Wp)
+        arrays['cls_attn'] = cls_attn
+        for i, a in enumerate(cls_attn):
+            written.append(save_rgb(
+                overlay(img, a, args.alpha),
+                osp.join(args.out_dir, f'cls_attn_head{i}.png')))
+        written.append(save_rgb(
+            overlay(img, cls_attn.mean(0), args.alpha),
+            osp.join(args.out_dir, 'cls_attn_mean.png')))
+        written.append(save_rgb(
+            draw_cls_attention_grid(img, cls_attn, args.alpha),
+            osp.join(args.out_dir, 'cls_attn_grid.png')))
+    else:
+        print('This checkpoint has no class-attention weights (a dense or '
+              '--backbone-only checkpoint): writing the XCA channel-'
+              'attention maps only.')
+    for i, a in attn['xca'].items():
+        arrays[f'xca_block{i}'] = a
+        written.append(save_rgb(
+            draw_xca_matrices(a, i),
+            osp.join(args.out_dir, f'xca_block{i}.png')))
+    np.savez_compressed(osp.join(args.out_dir, 'attention.npz'), **arrays)
+    written.append(osp.join(args.out_dir, 'attention.npz'))
+    print('wrote ' + ', '.join(osp.basename(p) for p in written) +
+          f' to {args.out_dir}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

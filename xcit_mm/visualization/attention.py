@@ -1,0 +1,326 @@
+"""Attention maps of XCiT: load any XCiT checkpoint, compute and draw them.
+
+XCiT has two kinds of attention worth looking at:
+
+- **class attention** (the last class-attention block): how much the class
+  token attends to each patch, one (Hp, Wp) map per head. It exists in
+  classification checkpoints (official, timm, xcit_mm) and in the official
+  DINO self-supervised backbones, which keep their class-attention blocks;
+- **XCA channel attention** (every XCA block): a (d, d) matrix per head,
+  d = C / heads, of how each output channel mixes the value channels.
+
+Dense (det/seg) and ``--backbone-only`` checkpoints have no class-attention
+weights; for them only the XCA matrices exist.
+
+Used by ``tools/analysis_tools/visualize_attention.py``.
+"""
+import math
+import re
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from xcit_mm.utils.checkpoint import safe_load
+
+#: ImageNet mean / std (RGB, 0-255), used when the config names none.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_STD = (58.395, 57.12, 57.375)
+
+
+def find_xcit_cfg(cfg) -> Optional[dict]:
+    """The first dict in a (model) config whose ``type`` names XCiT.
+
+    Works for mmpretrain classifiers, mmdet detectors and mmseg segmentors
+    (``model.backbone``) and for any wrapper that nests the backbone deeper.
+    """
+    if isinstance(cfg, dict):
+        if str(cfg.get('type', '')).split('.')[-1] == 'XCiT':
+            return cfg
+        for value in cfg.values():
+            found = find_xcit_cfg(value)
+            if found is not None:
+                return found
+    elif isinstance(cfg, (list, tuple)):
+        for value in cfg:
+            found = find_xcit_cfg(value)
+            if found is not None:
+                return found
+    return None
+
+
+def normalization_from_cfg(cfg) -> Tuple[Tuple[float, ...], Tuple[float,
+                                                                   ...]]:
+    """(mean, std) in RGB 0-255 order from a config's data preprocessor.
+
+    Looks at ``model.data_preprocessor`` (mmdet, mmseg) and the top-level
+    ``data_preprocessor`` (mmpretrain). Defaults to the ImageNet values.
+    """
+    for prep in (cfg.get('model', {}).get('data_preprocessor'),
+                 cfg.get('data_preprocessor')):
+        if isinstance(prep, dict) and prep.get('mean') is not None:
+            return tuple(prep['mean']), tuple(prep['std'])
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def extract_backbone_state(ckpt: dict, key: Optional[str] = None
+                           ) -> Tuple[Dict[str, torch.Tensor], Dict, str]:
+    """Backbone weights in xcit_mm's layout from any XCiT checkpoint.
+
+    Accepts xcit_mm classifiers, detectors and segmentors (``backbone.*``),
+    ``--backbone-only`` files, official, timm and DINO files, and full DINO
+    training checkpoints when ``key`` names the wrapper (``'teacher'``).
+
+    Returns:
+        tuple: (backbone dict, head dict, source format).
+    """
+    from xcit_mm.models.utils.xcit_convert import (foreign_to_backbone,
+                                                   to_xcit_mm,
+                                                   unwrap_state_dict)
+    sd = unwrap_state_dict(ckpt, key)
+    backbone, head, fmt = to_xcit_mm({'state_dict': sd})
+    # A DINO training checkpoint nests the official layout under
+    # ``backbone.``; to_xcit_mm then strips the prefix but keeps the names.
+    for prefix in ('module.', 'backbone.'):
+        if backbone and all(k.startswith(prefix) for k in backbone):
+            backbone = {k[len(prefix):]: v for k, v in backbone.items()}
+    if any(k.startswith('pos_embeder.') or re.match(
+            r'cls_attn_blocks\.\d+\.attn\.[qkv]\.', k) for k in backbone):
+        backbone, _ = foreign_to_backbone(backbone)
+        fmt = 'official'
+    return backbone, head, fmt
+
+
+def has_class_attention(backbone: Dict[str, torch.Tensor]) -> bool:
+    """Whether the weights include the class token and class attention."""
+    return 'cls_token' in backbone and any(
+        k.startswith('cls_attn_blocks.') for k in backbone)
+
+
+def build_xcit_from_checkpoint(cfg, checkpoint: str,
+                               key: Optional[str] = None):
+    """Build the config's XCiT and load a checkpoint into it, checked.
+
+    The backbone is built in classification mode (class token and class
+    attention) when the checkpoint has those weights, else in dense mode.
+
+    Args:
+        cfg (Config): A config whose model contains an XCiT backbone.
+        checkpoint (str): Any XCiT checkpoint (see
+            :func:`extract_backbone_state`).
+        key (str, optional): Wrapper entry of the checkpoint to read, e.g.
+            ``'teacher'`` for a DINO training checkpoint. Defaults to the
+            usual ``state_dict`` / ``model`` / ``model_ema``.
+
+    Returns:
+        tuple: (model in eval mode, info dict with ``format``,
+        ``class_attention`` (bool) and ``num_classes`` (int or None)).
+
+    Raises:
+        ValueError: No XCiT in the config, or not an XCiT checkpoint.
+        KeyError: A checkpoint of another architecture (missing tensors or
+            other shapes); the message names the checkpoint's arch.
+        CheckpointError: An unreadable or unsafe file.
+    """
+    from xcit_mm.models.backbones.xcit import XCiT
+    from xcit_mm.models.utils.xcit_convert import infer_arch
+
+    xcit_cfg = find_xcit_cfg(cfg.get('model', cfg))
+    if xcit_cfg is None:
+        raise ValueError('The config has no XCiT backbone (no dict with '
+                         "type='xcit_mm.XCiT' under `model`): this tool "
+                         'visualises XCiT attention only.')
+    backbone, head, fmt = extract_backbone_state(safe_load(checkpoint), key)
+    with_cls = has_class_attention(backbone)
+    kwargs = {
+        k: v
+        for k, v in dict(xcit_cfg).items()
+        if k not in ('type', 'init_cfg', 'out_type', 'out_indices',
+                     'drop_path_rate', 'drop_rate', 'attn_drop_rate',
+                     'with_cp', 'frozen_stages', 'norm_cfg')
+    }
+    # BN and SyncBN hold the same weights and agree in eval mode.
+    model = XCiT(**kwargs, out_type='cls_token' if with_cls else 'featmap')
+    expected = model.state_dict()
+    mismatched = [
+        k for k in expected
+        if k in backbone and backbone[k].shape != expected[k].shape
+    ]
+    missing = [k for k in expected if k not in backbone]
+    if mismatched or missing:
+        try:
+            ckpt_arch = infer_arch(backbone)
+        except KeyError:
+            ckpt_arch = 'unknown'
+        problems = []
+        if missing:
+            problems.append(f'{len(missing)} tensors missing (e.g. '
+                            f'{missing[:3]})')
+        if mismatched:
+            problems.append(f'{len(mismatched)} with another shape (e.g. '
+                            f'{mismatched[:3]})')
+        raise KeyError(
+            f'{checkpoint!r} does not fit the config\'s XCiT (arch '
+            f'{xcit_cfg.get("arch")}, patch {xcit_cfg.get("patch_size", 16)}'
+            f'): {"; ".join(problems)}. The checkpoint is {ckpt_arch}: use a '
+            'config of that architecture.')
+    model.load_state_dict({k: backbone[k] for k in expected}, strict=True)
+    model.eval()
+    fc = head.get('fc.weight')
+    info = dict(format=fmt, class_attention=with_cls,
+                num_classes=None if fc is None else int(fc.shape[0]))
+    return model, info
+
+
+def load_image(path: str, short_side: int, patch_size: int) -> np.ndarray:
+    """Read an image as RGB, resize its short side, crop to whole patches.
+
+    The crop trims the bottom / right remainder, so every patch of the
+    attention grid covers exactly ``patch_size`` x ``patch_size`` pixels.
+    """
+    import os.path as osp
+
+    import mmcv
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Image {path!r} does not exist.')
+    img = mmcv.imread(path)  # BGR; None when not an image
+    if img is None:
+        raise ValueError(f'Cannot decode the image {path!r}.')
+    img = mmcv.bgr2rgb(img)
+    h, w = img.shape[:2]
+    scale = short_side / min(h, w)
+    new_w, new_h = max(round(w * scale), patch_size), max(
+        round(h * scale), patch_size)
+    img = mmcv.imresize(img, (new_w, new_h), interpolation='bicubic')
+    return np.ascontiguousarray(img[:new_h - new_h % patch_size, :new_w -
+                                    new_w % patch_size])
+
+
+def to_input(img: np.ndarray, mean: Sequence[float],
+             std: Sequence[float]) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> normalised (1, 3, H, W) float tensor."""
+    x = torch.from_numpy(img).float().permute(2, 0, 1)  # (3, H, W)
+    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(
+        3, 1, 1)
+    return x[None]
+
+
+@torch.no_grad()
+def compute_attention(model, x: torch.Tensor,
+                      layers: Optional[Sequence[int]] = None) -> Dict:
+    """Run :meth:`XCiT.get_attention_maps` and reshape for drawing.
+
+    Returns:
+        dict: ``'xca'``: {block index: (h, d, d) ndarray}; ``'grid'``:
+        (Hp, Wp); and with class attention ``'cls_attn'``: (h, Hp, Wp)
+        ndarray (the class token's weights over the patches).
+    """
+    out = model.get_attention_maps(x, layers)
+    Hp, Wp = out['grid']
+    result = dict(grid=(Hp, Wp),
+                  xca={i: a[0].float().numpy()
+                       for i, a in out['xca'].items()})
+    if 'cls_attn' in out:
+        # (B, h, N) -> (h, Hp, Wp) for the first image
+        result['cls_attn'] = out['cls_attn'][0].reshape(
+            -1, Hp, Wp).float().numpy()
+    return result
+
+
+def overlay(img: np.ndarray, attn: np.ndarray, alpha: float = 0.5
+            ) -> np.ndarray:
+    """Draw a (Hp, Wp) attention map over an RGB image as a jet heat map.
+
+    Each patch's weight covers its own pixels (nearest upsampling); the map
+    is min-max normalised. Returns an RGB image of the image's size.
+    """
+    from mmengine.visualization.utils import convert_overlay_heatmap
+    H, W = img.shape[:2]
+    Hp, Wp = attn.shape
+    if H % Hp or W % Wp:
+        raise ValueError(f'Image {H}x{W} is not a whole number of patches '
+                         f'of the {Hp}x{Wp} attention grid.')
+    up = np.repeat(np.repeat(attn, H // Hp, axis=0), W // Wp, axis=1)
+    return convert_overlay_heatmap(up.astype(np.float32), img, alpha)
+
+
+def _figure_to_rgb(fig) -> np.ndarray:
+    from mmengine.visualization.utils import img_from_canvas
+    fig.canvas.draw()
+    return img_from_canvas(fig.canvas)
+
+
+def draw_cls_attention_grid(img: np.ndarray, cls_attn: np.ndarray,
+                            alpha: float = 0.5) -> np.ndarray:
+    """One labelled picture: the input, each head's map and their mean."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    panels = [('input', img)]
+    panels += [(f'head {i}', overlay(img, a, alpha))
+               for i, a in enumerate(cls_attn)]
+    panels.append(('mean of heads', overlay(img, cls_attn.mean(0), alpha)))
+    rows = math.ceil(len(panels) / 6)  # at most 6 panels a row
+    cols = math.ceil(len(panels) / rows)
+    panel_h = 3 * img.shape[0] / img.shape[1]  # 3-inch wide panels
+    fig, axes = plt.subplots(rows, cols,
+                             figsize=(3 * cols, (panel_h + 0.4) * rows + 0.5),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis('off')
+    for ax, (title, panel) in zip(axes.flat, panels):
+        ax.imshow(panel)
+        ax.set_title(title, fontsize=10)
+    fig.suptitle('XCiT class attention (last class-attention block)')
+    fig.tight_layout()
+    out = _figure_to_rgb(fig)
+    plt.close(fig)
+    return out
+
+
+def draw_xca_matrices(xca: np.ndarray, block: int) -> np.ndarray:
+    """Heat maps of one block's (h, d, d) channel-attention matrices."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    h, d, _ = xca.shape
+    cols = min(h, 4)
+    rows = math.ceil(h / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1, 3.2 * rows),
+                             squeeze=False, layout='constrained')
+    vmax = float(xca.max())
+    for ax in axes.flat:
+        ax.axis('off')
+    for i, (ax, a) in enumerate(zip(axes.flat, xca)):
+        ax.axis('on')
+        im = ax.imshow(a, cmap='viridis', vmin=0.0, vmax=vmax,
+                       interpolation='nearest')
+        ax.set_title(f'head {i}', fontsize=10)
+        ax.set_xlabel('key channel', fontsize=8)
+        if i % cols == 0:
+            ax.set_ylabel('query channel', fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.suptitle(f'XCA channel attention, block {block} '
+                 f'({h} heads, {d}x{d}, rows sum to 1)')
+    out = _figure_to_rgb(fig)
+    plt.close(fig)
+    return out
+
+
+def resolve_layers(layers: Optional[Sequence[int]], depth: int) -> List[int]:
+    """Normalise (possibly negative) block indices and check the range."""
+    if not layers:
+        return []
+    out = []
+    for i in layers:
+        j = i + depth if i < 0 else i
+        if not 0 <= j < depth:
+            raise IndexError(f'--layers {i} is out of range for an XCiT of '
+                             f'depth {depth} (valid: {-depth} .. '
+                             f'{depth - 1}).')
+        out.append(j)
+    return sorted(set(out))
