@@ -1,5 +1,7 @@
 """Shared helpers for the xcit_mm tests: tiny archs, timm references with
 randomised (not default-initialised) weights, and small synthetic data."""
+import contextlib
+import functools
 import os
 import os.path as osp
 
@@ -161,6 +163,44 @@ def make_ade20k(root: str, num_images: int = 4, size: tuple = (96, 128),
     return root
 
 
+@contextlib.contextmanager
+def cached_mim_metafiles():
+    """Read each ``metafile.yml`` of mmdet / mmseg once.
+
+    Resolving an ``mmdet::`` / ``mmseg::`` base makes mmengine read the
+    package's ~100 ``metafile.yml`` (about 0.5 s) for every such base of
+    every config; inside this context each file is read once. Nothing else
+    changes.
+    """
+    import mmengine.config.utils
+    original = mmengine.config.utils.load
+    cached = _cached_yaml_load
+
+    def load(path, *args, **kwargs):
+        if args or kwargs or not str(path).endswith('.yml'):
+            return original(path, *args, **kwargs)
+        return cached(path)
+
+    mmengine.config.utils.load = load
+    try:
+        yield
+    finally:
+        mmengine.config.utils.load = original
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_yaml_load(path: str):
+    from mmengine.fileio import load
+    return load(path)
+
+
+def load_config(path: str):
+    """``Config.fromfile`` with :func:`cached_mim_metafiles`."""
+    from mmengine.config import Config
+    with cached_mim_metafiles():
+        return Config.fromfile(path)
+
+
 def _set_in_pipelines(cfg, fn) -> None:
     """Apply fn to every transform dict (nested ones included) of the
     train / val / test pipelines."""
@@ -197,10 +237,8 @@ def tiny_dense_config(config: str, work_dir: str = None,
             initialise the backbone with; None trains from scratch.
         shrink (int): Divisor of image scales and crop sizes.
     """
-    from mmengine.config import Config
-
     from xcit_mm.models.backbones import resolve_arch
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     is_det = cfg.default_scope == 'mmdet'
     model = cfg.model
     width = resolve_arch(model.backbone.arch)['embed_dims']
@@ -276,3 +314,35 @@ def _shrink_sizes(value, k: int):
             value[0], (list, tuple)):
         return [_shrink_sizes(v, k) for v in value]
     return tuple(max(16, int(v) // k) for v in value)
+
+
+def convert_tiny_timm_backbone(dst: str, patch_size: int = 16,
+                               seed: int = 0) -> dict:
+    """Write a ``--backbone-only`` xcit_mm checkpoint, made by
+    ``tools/model_converters/xcit2mm.py`` from a randomised timm XCiT of the
+    :data:`TINY_DENSE_BACKBONE` arch.
+
+    Returns:
+        dict: The timm model's backbone tensors in xcit_mm names (class
+        token, class attention and final norm included).
+    """
+    import importlib.util
+
+    import timm.models.xcit
+
+    from xcit_mm.models.utils import to_xcit_mm
+    spec = importlib.util.spec_from_file_location(
+        'xcit2mm', osp.join(REPO, 'tools', 'model_converters', 'xcit2mm.py'))
+    xcit2mm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(xcit2mm)
+    arch = TINY_DENSE_BACKBONE['arch']
+    timm_model = randomize_(timm.models.xcit.Xcit(
+        patch_size=patch_size, embed_dim=arch['embed_dims'],
+        depth=arch['depth'], num_heads=arch['num_heads'], num_classes=10,
+        tokens_norm=True), seed=seed)
+    src = dst + '.timm.pth'
+    torch.save(timm_model.state_dict(), src)
+    if xcit2mm.main([src, dst, '--backbone-only']) != 0:
+        raise RuntimeError(f'xcit2mm.py failed on {src}')
+    os.remove(src)
+    return to_xcit_mm(timm_model.state_dict())[0]

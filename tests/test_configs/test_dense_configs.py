@@ -1,20 +1,17 @@
 """Every detection / segmentation config parses, holds the official recipe
 and builds (on the meta device: full-size models, no memory, no init), and
 its neck and heads run on maps of the backbone's width."""
-import functools
 import glob
 import os.path as osp
 import re
 
-import mmengine.config.utils
 import pytest
 import torch
 from mmdet.registry import MODELS as MMDET_MODELS
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS as MMSEG_MODELS
 
-from tests.conftest import REPO
+from tests.conftest import REPO, load_config
 from xcit_mm.models import XCiT, XCiTMultiScaleNeck
 
 SIZES = {'t12': ('tiny-12', 192), 's12': ('small-12', 384),
@@ -30,24 +27,6 @@ PATTERNS = {
 CONFIGS = sorted(
     osp.relpath(p, REPO) for task in PATTERNS
     for p in glob.glob(osp.join(REPO, 'configs', task, '*.py')))
-
-
-@pytest.fixture(scope='module', autouse=True)
-def cached_mim_metafiles():
-    """Resolving an ``mmdet::`` / ``mmseg::`` base makes mmengine read the
-    package's ~100 ``metafile.yml`` (about 0.5 s) every time; read each
-    once in this module. Nothing else changes."""
-    original = mmengine.config.utils.load
-    cached = functools.lru_cache(maxsize=None)(original)
-
-    def load(path, *args, **kwargs):
-        if args or kwargs or not str(path).endswith('.yml'):
-            return original(path, *args, **kwargs)
-        return cached(path)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(mmengine.config.utils, 'load', load)
-        yield
 
 
 def test_every_size_patch_and_schedule_has_a_config():
@@ -74,7 +53,7 @@ def test_config_recipe_and_build(config):
                                       osp.basename(config)).groups()
     patch = int(patch)
     arch, width = SIZES[size]
-    cfg = Config.fromfile(osp.join(REPO, config))
+    cfg = load_config(osp.join(REPO, config))
 
     # ---- the recipe
     backbone = cfg.model.backbone
@@ -166,3 +145,25 @@ def test_config_recipe_and_build(config):
     # plain BN in a single-process build
     assert not any(isinstance(m, torch.nn.SyncBatchNorm)
                    for m in model.modules())
+
+
+@pytest.mark.parametrize('config', [
+    'configs/upernet/upernet_xcit-s12-p16_8xb2-160k_ade20k-512x512.py',
+    'configs/sem_fpn/fpn_xcit-s12-p16_8xb2-80k_ade20k-512x512.py'
+])
+def test_seg_lr_follows_the_official_warmup_times_poly(config):
+    """lr(t) = 6e-5 (1 - t/T) x the mmcv 1.x linear warm-up factor
+    1e-6 + (1 - 1e-6) t / 1500 (t < 1500), as in the official runs."""
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    cfg = load_config(osp.join(REPO, config))
+    total = cfg.train_cfg.max_iters
+    optim = build_optim_wrapper(torch.nn.Linear(1, 1), cfg.optim_wrapper)
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=optim))
+                  for s in cfg.param_scheduler]
+    for t in range(2000):
+        warmup = 1e-6 + (1 - 1e-6) * t / 1500 if t < 1500 else 1.
+        expected = 6e-5 * (1 - t / total) * warmup
+        assert optim.get_lr()['lr'][0] == pytest.approx(expected, rel=1e-3)
+        for s in schedulers:
+            s.step()
