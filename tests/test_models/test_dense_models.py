@@ -110,3 +110,21 @@ def test_missing_pretrained_file_says_how_to_make_it(tmp_path):
                   checkpoint=str(tmp_path / 'xcit-s12-p16_backbone.pth'))
     with pytest.raises(FileNotFoundError, match='xcit2mm.py'):
         model.init_weights()
+
+
+@pytest.mark.parametrize('config', [MASK_RCNN.format(16), UPERNET.format(16),
+                                    SEM_FPN.format(8)],
+                         ids=['mask-rcnn', 'upernet', 'sem-fpn'])
+def test_configs_sync_bn_reaches_every_norm(config):
+    """What mmengine's Runner does with the configs' `sync_bn='torch'` when
+    it runs distributed: every BN (backbone, adapter, heads) -> SyncBN."""
+    from mmengine.model import convert_sync_batchnorm
+    model = build(config)
+    bns = [n for n, m in model.named_modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert any(n.startswith('backbone.') for n in bns)
+    assert any(n.startswith('neck.') for n in bns) == ('p16' in config)
+    model = convert_sync_batchnorm(model, 'torch')
+    synced = [n for n, m in model.named_modules()
+              if isinstance(m, torch.nn.SyncBatchNorm)]
+    assert synced == bns

@@ -109,7 +109,8 @@ def test_train_then_test(task, data, tmp_path):
     results = load(preds)
     assert len(results) == 4  # the 4 validation images
     if task == 'mask-rcnn':
-        assert {'bboxes', 'scores', 'masks'} <= set(results[0]['pred_instances'])
+        instances = results[0]['pred_instances']
+        assert {'bboxes', 'scores', 'masks'} <= set(instances)
     else:
         assert 'pred_sem_seg' in results[0]
     drawn = [f for f in glob.glob(f'{show}/**/*', recursive=True)
