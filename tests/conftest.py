@@ -88,12 +88,13 @@ def _random_shapes(rng, h: int, w: int, n: int):
     return boxes
 
 
-def make_coco_instance(root: str, num_images: int = 4,
+def make_coco_instance(root: str, num_images: int = 4, num_val: int = 2,
                        size: tuple = (64, 80), seed: int = 0) -> str:
     """COCO 2017 layout (train2017/, val2017/, annotations/instances_*.json)
-    of random images with a few rectangles and triangles, each annotated
-    with a box and a polygon mask. The json lists mmdet's 80 COCO classes,
-    as the real file does."""
+    of random images (``num_images`` for training, ``num_val`` for
+    validation) with a few rectangles and triangles, each annotated with a
+    box and a polygon mask. The json lists mmdet's 80 COCO classes, as the
+    real file does."""
     import json
 
     import cv2
@@ -103,10 +104,10 @@ def make_coco_instance(root: str, num_images: int = 4,
     categories = [dict(id=i + 1, name=name) for i, name in enumerate(
         CocoDataset.METAINFO['classes'])]
     os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    for split in ('train2017', 'val2017'):
+    for split, n in (('train2017', num_images), ('val2017', num_val)):
         os.makedirs(osp.join(root, split), exist_ok=True)
         images, anns = [], []
-        for i in range(num_images):
+        for i in range(n):
             img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
             for j, (x0, y0, x1, y1) in enumerate(
                     _random_shapes(rng, h, w, int(rng.integers(1, 4)))):
@@ -136,18 +137,19 @@ def make_coco_instance(root: str, num_images: int = 4,
     return root
 
 
-def make_ade20k(root: str, num_images: int = 4, size: tuple = (96, 128),
-                seed: int = 0) -> str:
+def make_ade20k(root: str, num_images: int = 4, num_val: int = 2,
+                size: tuple = (96, 128), seed: int = 0) -> str:
     """ADEChallengeData2016 layout (images/{training,validation}/*.jpg,
-    annotations/{training,validation}/*.png) with label maps in 0..150 (0 is
-    'other', ignored by mmseg's reduce_zero_label) drawn as rectangles."""
+    annotations/{training,validation}/*.png; ``num_images`` / ``num_val``
+    of each) with label maps in 0..150 (0 is 'other', ignored by mmseg's
+    reduce_zero_label) drawn as rectangles."""
     import cv2
     rng = np.random.default_rng(seed)
     h, w = size
-    for split in ('training', 'validation'):
+    for split, n in (('training', num_images), ('validation', num_val)):
         for sub in ('images', 'annotations'):
             os.makedirs(osp.join(root, sub, split), exist_ok=True)
-        for i in range(num_images):
+        for i in range(n):
             img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
             label = np.full((h, w), 3, np.uint8)  # background class 3
             label[:4] = 0  # a strip of 'other'
@@ -221,12 +223,13 @@ def tiny_dense_config(config: str, work_dir: str = None,
                       shrink: int = 8):
     """A real dense config made cheap for a CPU test, structure unchanged.
 
-    The backbone becomes :data:`TINY_DENSE_BACKBONE` (every neck / head
-    width equal to the backbone's becomes 32, and so do Mask R-CNN's 256-wide
-    FPN and heads, with fewer RoIs), image scales and crops are
-    divided by ``shrink``, the data point at ``data_root``, training lasts 1
-    epoch (detection) or 2 iterations (segmentation) with one evaluation at
-    the end, and the data loaders use no worker processes.
+    The backbone becomes :data:`TINY_DENSE_BACKBONE`; the neck and head
+    widths shrink (those equal to the backbone's become 32, as do Mask
+    R-CNN's 256-wide FPN and heads and UperNet's heads) and Mask R-CNN
+    samples fewer RoIs. Image scales and crops are divided by ``shrink``, the
+    data point at ``data_root``, training lasts 1 epoch (detection) or 2
+    iterations (segmentation) with one evaluation at the end, and the data
+    loaders use no worker processes.
 
     Args:
         config (str): A config under ``configs/``.
@@ -265,6 +268,9 @@ def tiny_dense_config(config: str, work_dir: str = None,
     heads = [model.get(k) for k in ('neck', 'decode_head', 'auxiliary_head',
                                      'rpn_head', 'roi_head')]
     narrow(heads, width, tiny)
+    if not is_det:  # UPerHead's 512 and the auxiliary FCNHead's 256
+        narrow(heads, 512, 2 * tiny)
+        narrow(heads, 256, tiny)
     if is_det:  # Mask R-CNN's 256-wide FPN and heads, 1024-wide box FCs
         narrow(heads, 256, tiny)
         narrow(heads, 1024, 2 * tiny)

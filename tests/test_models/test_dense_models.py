@@ -21,6 +21,16 @@ UPERNET = 'configs/upernet/upernet_xcit-s12-p{}_8xb2-160k_ade20k-512x512.py'
 SEM_FPN = 'configs/sem_fpn/fpn_xcit-s12-p{}_8xb2-80k_ade20k-512x512.py'
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from more threads, and on a busy machine
+    spinning OpenMP threads make a step many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def build(config: str, checkpoint: str = None):
     cfg = tiny_dense_config(osp.join(REPO, config), checkpoint=checkpoint)
     init_default_scope(cfg.default_scope)

@@ -51,6 +51,9 @@ def data(tmp_path_factory):
 def run_tool(*args) -> float:
     """Run a tool as a user would; return its wall time."""
     env = dict(os.environ, PYTHONPATH=REPO)
+    # one OpenMP thread: these tiny models gain nothing from more, and on a
+    # busy machine spinning OpenMP threads make a step ~20x slower
+    env.setdefault('OMP_NUM_THREADS', '1')
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
@@ -107,7 +110,7 @@ def test_train_then_test(task, data, tmp_path):
     for key in keys:
         assert test[key] == pytest.approx(val[key], abs=1e-6), key
     results = load(preds)
-    assert len(results) == 4  # the 4 validation images
+    assert len(results) == 2  # the 2 validation images
     if task == 'mask-rcnn':
         instances = results[0]['pred_instances']
         assert {'bboxes', 'scores', 'masks'} <= set(instances)
@@ -115,5 +118,5 @@ def test_train_then_test(task, data, tmp_path):
         assert 'pred_sem_seg' in results[0]
     drawn = [f for f in glob.glob(f'{show}/**/*', recursive=True)
              if f.endswith(('.jpg', '.png'))]
-    assert len(drawn) == 4
+    assert len(drawn) == 2
     print(f'\n{task}: train.py {t_train:.1f} s, test.py {t_test:.1f} s')
