@@ -1,5 +1,7 @@
 """Shared helpers for the xcit_mm tests: tiny archs, timm references with
 randomised (not default-initialised) weights, and small synthetic data."""
+import contextlib
+import functools
 import os
 import os.path as osp
 
@@ -66,3 +68,287 @@ def make_image_folder(root: str, num_classes: int = 2, per_class: int = 4,
 @pytest.fixture
 def image_folder(tmp_path):
     return make_image_folder(str(tmp_path / 'images'))
+
+
+# --------------------------------------------------------------------------
+# Dense prediction (detection / segmentation) helpers
+
+#: A tiny dense XCiT: 4 blocks, each one an output (the neck takes 4 maps).
+TINY_DENSE_BACKBONE = dict(arch=dict(embed_dims=32, depth=4, num_heads=2),
+                           out_indices=(0, 1, 2, 3))
+
+
+def _random_shapes(rng, h: int, w: int, n: int):
+    """n random (x0, y0, x1, y1) boxes of at least 12 px inside h x w."""
+    boxes = []
+    for _ in range(n):
+        bw, bh = rng.integers(12, w // 2), rng.integers(12, h // 2)
+        x0, y0 = rng.integers(0, w - bw), rng.integers(0, h - bh)
+        boxes.append((int(x0), int(y0), int(x0 + bw), int(y0 + bh)))
+    return boxes
+
+
+def make_coco_instance(root: str, num_images: int = 4, num_val: int = 2,
+                       size: tuple = (64, 80), seed: int = 0) -> str:
+    """COCO 2017 layout (train2017/, val2017/, annotations/instances_*.json)
+    of random images (``num_images`` for training, ``num_val`` for
+    validation) with a few rectangles and triangles, each annotated with a
+    box and a polygon mask. The json lists mmdet's 80 COCO classes, as the
+    real file does."""
+    import json
+
+    import cv2
+    from mmdet.datasets import CocoDataset
+    rng = np.random.default_rng(seed)
+    h, w = size
+    categories = [dict(id=i + 1, name=name) for i, name in enumerate(
+        CocoDataset.METAINFO['classes'])]
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    for split, n in (('train2017', num_images), ('val2017', num_val)):
+        os.makedirs(osp.join(root, split), exist_ok=True)
+        images, anns = [], []
+        for i in range(n):
+            img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+            for j, (x0, y0, x1, y1) in enumerate(
+                    _random_shapes(rng, h, w, int(rng.integers(1, 4)))):
+                if j % 2:  # triangle
+                    poly = [x0, y1, x1, y1, (x0 + x1) / 2, y0]
+                else:
+                    poly = [x0, y0, x1, y0, x1, y1, x0, y1]
+                pts = np.array(poly, np.float32).reshape(-1, 2)
+                cv2.fillPoly(img, [pts.round().astype(np.int32)],
+                             (60 + 90 * j, 200, 255 - 60 * j))
+                xs, ys = pts[:, 0], pts[:, 1]
+                anns.append(dict(
+                    id=len(anns) + 1, image_id=i + 1,
+                    category_id=1 + j % 3,
+                    bbox=[float(xs.min()), float(ys.min()),
+                          float(xs.max() - xs.min()),
+                          float(ys.max() - ys.min())],
+                    area=float(cv2.contourArea(pts)),
+                    segmentation=[[float(v) for v in poly]], iscrowd=0))
+            name = f'{i:012d}.jpg'
+            cv2.imwrite(osp.join(root, split, name), img)
+            images.append(dict(id=i + 1, file_name=name, height=h, width=w))
+        with open(osp.join(root, 'annotations', f'instances_{split}.json'),
+                  'w') as f:
+            json.dump(dict(images=images, annotations=anns,
+                           categories=categories), f)
+    return root
+
+
+def make_ade20k(root: str, num_images: int = 4, num_val: int = 2,
+                size: tuple = (96, 128), seed: int = 0) -> str:
+    """ADEChallengeData2016 layout (images/{training,validation}/*.jpg,
+    annotations/{training,validation}/*.png; ``num_images`` / ``num_val``
+    of each) with label maps in 0..150 (0 is 'other', ignored by mmseg's
+    reduce_zero_label) drawn as rectangles."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split, n in (('training', num_images), ('validation', num_val)):
+        for sub in ('images', 'annotations'):
+            os.makedirs(osp.join(root, sub, split), exist_ok=True)
+        for i in range(n):
+            img = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+            label = np.full((h, w), 3, np.uint8)  # background class 3
+            label[:4] = 0  # a strip of 'other'
+            for j, (x0, y0, x1, y1) in enumerate(
+                    _random_shapes(rng, h, w, 3)):
+                cls = (1, 2, 150)[j]
+                label[y0:y1, x0:x1] = cls
+                img[y0:y1, x0:x1] = (40 * j, 120 + 40 * j, 200)
+            name = f'ADE_{split[:5]}_{i:08d}'
+            cv2.imwrite(osp.join(root, 'images', split, name + '.jpg'), img)
+            cv2.imwrite(osp.join(root, 'annotations', split, name + '.png'),
+                        label)
+    return root
+
+
+@contextlib.contextmanager
+def cached_mim_metafiles():
+    """Read each ``metafile.yml`` of mmdet / mmseg once.
+
+    Resolving an ``mmdet::`` / ``mmseg::`` base makes mmengine read the
+    package's ~100 ``metafile.yml`` (about 0.5 s) for every such base of
+    every config; inside this context each file is read once. Nothing else
+    changes.
+    """
+    import mmengine.config.utils
+    original = mmengine.config.utils.load
+    cached = _cached_yaml_load
+
+    def load(path, *args, **kwargs):
+        if args or kwargs or not str(path).endswith('.yml'):
+            return original(path, *args, **kwargs)
+        return cached(path)
+
+    mmengine.config.utils.load = load
+    try:
+        yield
+    finally:
+        mmengine.config.utils.load = original
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_yaml_load(path: str):
+    from mmengine.fileio import load
+    return load(path)
+
+
+def load_config(path: str):
+    """``Config.fromfile`` with :func:`cached_mim_metafiles`."""
+    from mmengine.config import Config
+    with cached_mim_metafiles():
+        return Config.fromfile(path)
+
+
+def _set_in_pipelines(cfg, fn) -> None:
+    """Apply fn to every transform dict (nested ones included) of the
+    train / val / test pipelines."""
+    def visit(obj):
+        if isinstance(obj, dict):
+            fn(obj)
+            for v in obj.values():
+                visit(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                visit(v)
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        visit(cfg[name].dataset.pipeline)
+
+
+def tiny_dense_config(config: str, work_dir: str = None,
+                      data_root: str = None, checkpoint: str = None,
+                      shrink: int = 8):
+    """A real dense config made cheap for a CPU test, structure unchanged.
+
+    The backbone becomes :data:`TINY_DENSE_BACKBONE`; the neck and head
+    widths shrink (those equal to the backbone's become 32, as do Mask
+    R-CNN's 256-wide FPN and heads and UperNet's heads) and Mask R-CNN
+    samples fewer RoIs. Image scales and crops are divided by ``shrink``, the
+    data point at ``data_root``, training lasts 1 epoch (detection) or 2
+    iterations (segmentation) with one evaluation at the end, and the data
+    loaders use no worker processes.
+
+    Args:
+        config (str): A config under ``configs/``.
+        work_dir (str, optional): The runner's work dir.
+        data_root (str, optional): From :func:`make_coco_instance` or
+            :func:`make_ade20k`; None keeps the config's.
+        checkpoint (str, optional): A ``--backbone-only`` converted file to
+            initialise the backbone with; None trains from scratch.
+        shrink (int): Divisor of image scales and crop sizes.
+    """
+    from xcit_mm.models.backbones import resolve_arch
+    cfg = load_config(config)
+    is_det = cfg.default_scope == 'mmdet'
+    model = cfg.model
+    width = resolve_arch(model.backbone.arch)['embed_dims']
+    tiny = TINY_DENSE_BACKBONE['arch']['embed_dims']
+
+    def narrow(obj, old: int, new: int):
+        """Every *channels entry equal to old (or a list of old) -> new."""
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                if not key.endswith('channels'):
+                    narrow(value, old, new)
+                elif value == old:
+                    obj[key] = new
+                elif isinstance(value, (list, tuple)) and value and all(
+                        c == old for c in value):
+                    obj[key] = [new] * len(value)
+        elif isinstance(obj, list):
+            for o in obj:
+                narrow(o, old, new)
+
+    model.backbone.update(TINY_DENSE_BACKBONE)
+    model.backbone.init_cfg = None if checkpoint is None else dict(
+        type='Pretrained', checkpoint=checkpoint, prefix='backbone.')
+    heads = [model.get(k) for k in ('neck', 'decode_head', 'auxiliary_head',
+                                     'rpn_head', 'roi_head')]
+    narrow(heads, width, tiny)
+    if not is_det:  # UPerHead's 512 and the auxiliary FCNHead's 256
+        narrow(heads, 512, 2 * tiny)
+        narrow(heads, 256, tiny)
+    if is_det:  # Mask R-CNN's 256-wide FPN and heads, 1024-wide box FCs
+        narrow(heads, 256, tiny)
+        narrow(heads, 1024, 2 * tiny)
+        model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
+        model.train_cfg.rcnn.sampler.num = 64
+        model.test_cfg.rpn.update(nms_pre=200, max_per_img=100)
+        # an untrained head scores every class ~1/81: keep its boxes so the
+        # COCO evaluation has detections to score
+        model.test_cfg.rcnn.update(score_thr=0., max_per_img=20)
+
+    def small(t):
+        for key in ('scale', 'scales', 'crop_size'):
+            if key in t:
+                t[key] = _shrink_sizes(t[key], shrink)
+    _set_in_pipelines(cfg, small)
+    if not is_det:
+        model.data_preprocessor.size = _shrink_sizes(
+            model.data_preprocessor.size, shrink)
+
+    for name in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[name]
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        if data_root is not None:
+            loader.dataset.data_root = data_root
+    cfg.train_dataloader.batch_size = 2
+    if is_det:
+        if data_root is not None:
+            ann = osp.join(data_root, 'annotations',
+                           'instances_val2017.json')
+            cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
+        cfg.train_cfg.update(max_epochs=1, val_interval=1)
+        cfg.default_hooks.checkpoint.interval = 1
+    else:
+        cfg.train_cfg.update(max_iters=2, val_interval=2)
+        cfg.default_hooks.checkpoint.interval = 2
+    cfg.default_hooks.logger.interval = 1
+    cfg.randomness = dict(seed=0)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    return cfg
+
+
+def _shrink_sizes(value, k: int):
+    """(w, h), [(w, h), ...] -> the same with every side divided by k."""
+    if isinstance(value, (list, tuple)) and value and isinstance(
+            value[0], (list, tuple)):
+        return [_shrink_sizes(v, k) for v in value]
+    return tuple(max(16, int(v) // k) for v in value)
+
+
+def convert_tiny_timm_backbone(dst: str, patch_size: int = 16,
+                               seed: int = 0) -> dict:
+    """Write a ``--backbone-only`` xcit_mm checkpoint, made by
+    ``tools/model_converters/xcit2mm.py`` from a randomised timm XCiT of the
+    :data:`TINY_DENSE_BACKBONE` arch.
+
+    Returns:
+        dict: The timm model's backbone tensors in xcit_mm names (class
+        token, class attention and final norm included).
+    """
+    import importlib.util
+
+    import timm.models.xcit
+
+    from xcit_mm.models.utils import to_xcit_mm
+    spec = importlib.util.spec_from_file_location(
+        'xcit2mm', osp.join(REPO, 'tools', 'model_converters', 'xcit2mm.py'))
+    xcit2mm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(xcit2mm)
+    arch = TINY_DENSE_BACKBONE['arch']
+    timm_model = randomize_(timm.models.xcit.Xcit(
+        patch_size=patch_size, embed_dim=arch['embed_dims'],
+        depth=arch['depth'], num_heads=arch['num_heads'], num_classes=10,
+        tokens_norm=True), seed=seed)
+    src = dst + '.timm.pth'
+    torch.save(timm_model.state_dict(), src)
+    if xcit2mm.main([src, dst, '--backbone-only']) != 0:
+        raise RuntimeError(f'xcit2mm.py failed on {src}')
+    os.remove(src)
+    return to_xcit_mm(timm_model.state_dict())[0]

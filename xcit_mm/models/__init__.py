@@ -2,5 +2,7 @@
 :data:`xcit_mm.registry.MODELS` (scope ``xcit_mm``)."""
 from .backbones import *  # noqa: F401,F403
 from .backbones import XCiT
+from .necks import *  # noqa: F401,F403
+from .necks import XCiTMultiScaleNeck
 
-__all__ = ['XCiT']
+__all__ = ['XCiT', 'XCiTMultiScaleNeck']

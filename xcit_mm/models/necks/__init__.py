@@ -1,0 +1,3 @@
+from .xcit_neck import XCiTMultiScaleNeck
+
+__all__ = ['XCiTMultiScaleNeck']
