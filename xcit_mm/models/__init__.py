@@ -2,5 +2,7 @@
 :data:`xcit_mm.registry.MODELS` (scope ``xcit_mm``)."""
 from .backbones import *  # noqa: F401,F403
 from .backbones import XCiT
+from .classifiers import DistillImageClassifier
+from .losses import DistillationLoss
 
-__all__ = ['XCiT']
+__all__ = ['XCiT', 'DistillImageClassifier', 'DistillationLoss']
