@@ -169,11 +169,41 @@ def test_mismatched_teacher_checkpoint_is_refused(tmp_path):
         build(teacher_ckpt=path).load_teacher()
 
 
+@pytest.mark.parametrize('teacher_pre,renormalised', [
+    (None, False),  # no normalisation stated: the student's batch as is
+    (dict(mean=[127.5] * 3, std=[60.] * 3, to_rgb=True), False),  # same
+    # a BGR-trained teacher with other statistics (like mmpretrain's RegNets)
+    (dict(mean=[103.53, 116.28, 123.675], std=[57.375, 57.12, 58.395],
+          to_rgb=False), True),
+])
+def test_teacher_gets_the_batch_in_its_own_normalisation(
+        teacher_pre, renormalised):
+    teacher = tiny_teacher_cfg(K)
+    if teacher_pre is not None:
+        teacher['data_preprocessor'] = teacher_pre
+    model = build(teacher=teacher).eval()
+    g = torch.Generator().manual_seed(0)
+    raw = dict(inputs=[torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8,
+                                     generator=g) for _ in range(2)])
+    student_x = model.data_preprocessor(raw)['inputs']
+    own_pre = model.teacher.data_preprocessor if teacher_pre else \
+        model.data_preprocessor
+    expected = model.teacher(own_pre(raw)['inputs'], mode='tensor')
+    got = model.teacher_logits(student_x)
+    assert model._renormalise is (renormalised if teacher_pre else None)
+    assert torch.allclose(got, expected, atol=1e-5)
+
+
 def test_teacher_from_a_config_file(tmp_path):
     cfg_file = tmp_path / 'teacher.py'
-    cfg_file.write_text(f'model = {tiny_teacher_cfg(K)!r}\n')
+    cfg_file.write_text(
+        f'model = {tiny_teacher_cfg(K)!r}\n'
+        'data_preprocessor = dict(mean=[1., 2., 3.], std=[4., 5., 6.])\n')
     model = build(teacher=str(cfg_file))
     assert type(model.teacher).__name__ == 'TimmClassifier'
+    # the config's top-level data_preprocessor is the teacher's
+    assert model.teacher.data_preprocessor.mean.flatten().tolist() == \
+        [1., 2., 3.]
     with pytest.raises(FileNotFoundError, match='Teacher config file'):
         build(teacher=str(tmp_path / 'missing.py'))
 

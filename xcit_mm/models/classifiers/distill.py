@@ -63,12 +63,18 @@ def build_teacher(teacher: Union[dict, str, nn.Module]) -> nn.Module:
     if isinstance(teacher, str):
         if '::' in teacher:
             from mmengine.hub import get_config
-            teacher = get_config(teacher).model
+            teacher = get_config(teacher)
         else:
             if not osp.isfile(teacher):
                 raise FileNotFoundError(
                     f'Teacher config file {teacher!r} does not exist.')
-            teacher = Config.fromfile(teacher).model
+            teacher = Config.fromfile(teacher)
+        # a config's top-level data_preprocessor is its model's (as in the
+        # Runner): it tells how the teacher normalises its input
+        model = teacher.model
+        if teacher.get('data_preprocessor') is not None:
+            model.setdefault('data_preprocessor', teacher.data_preprocessor)
+        teacher = model
     if not isinstance(teacher, dict):
         raise TypeError('teacher must be a model config dict, a config file '
                         f'path or an nn.Module, got {type(teacher)}.')
@@ -121,7 +127,10 @@ class DistillImageClassifier(ImageClassifier):
         teacher (dict | str | nn.Module): The teacher's full model config
             (any mmpretrain classifier, e.g. ``TimmClassifier``), a config
             file whose ``model`` is the teacher, or a module. It must predict
-            the student's classes and expect the student's normalisation.
+            the student's classes. If its ``data_preprocessor`` states a
+            normalisation (mean / std / ``to_rgb``) other than the student's,
+            the batch is re-normalised for it; without one it gets the
+            student's batch as it is.
         teacher_ckpt (str, optional): The teacher's checkpoint (mmengine,
             timm or DeiT format; local path or URL). Required to train.
             Defaults to None.
@@ -164,26 +173,49 @@ class DistillImageClassifier(ImageClassifier):
         teacher_model.requires_grad_(False)
         teacher_model.eval()
         self._teacher = _Detached(teacher_model)
-        self._check_normalisation()
+        self._renormalise: Optional[bool] = None
+        self._flip_channels = False
 
     @property
     def teacher(self) -> nn.Module:
         """The frozen teacher (not a submodule: see the class docstring)."""
         return self._teacher.module
 
-    def _check_normalisation(self) -> None:
-        s, t = self.data_preprocessor, getattr(self.teacher,
-                                               'data_preprocessor', None)
-        s_mean, t_mean = getattr(s, 'mean', None), getattr(t, 'mean', None)
-        if (isinstance(s_mean, torch.Tensor)
-                and isinstance(t_mean, torch.Tensor)
-                and s_mean.device.type != 'meta'
-                and (s_mean.shape != t_mean.shape
-                     or not torch.allclose(s_mean, t_mean)
-                     or not torch.allclose(s.std, t.std))):
-            MMLogger.get_current_instance().warning(
-                'The teacher config normalises images differently from the '
-                'student; the teacher is fed the student\'s normalised batch.')
+    def _teacher_input(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's batch in the teacher's normalisation.
+
+        When the teacher's data preprocessor declares a normalisation (mean,
+        std, channel order) different from the student's, the batch is
+        un-normalised, its channels reordered if needed, and normalised for
+        the teacher. Exact after Mixup / CutMix, which commute with a
+        per-channel affine map. A teacher without normalisation settings
+        takes the student's batch as it is.
+        """
+        s = self.data_preprocessor
+        t = getattr(self.teacher, 'data_preprocessor', None)
+        if not getattr(t, '_enable_normalize', False):
+            return inputs
+        if self._renormalise is None:  # decided once, on the first batch
+            same_order = bool(getattr(s, 'to_rgb', False)) == bool(
+                getattr(t, 'to_rgb', False))
+            same_stats = (getattr(s, '_enable_normalize', False)
+                          and s.mean.shape == t.mean.shape
+                          and torch.equal(s.mean, t.mean.to(s.mean))
+                          and torch.equal(s.std, t.std.to(s.std)))
+            self._renormalise = not (same_order and same_stats)
+            self._flip_channels = not same_order
+            if self._renormalise:
+                MMLogger.get_current_instance().info(
+                    'The teacher expects another input normalisation than '
+                    'the student: the batch is re-normalised for it.')
+        if not self._renormalise:
+            return inputs
+        x = inputs.float()
+        if getattr(s, '_enable_normalize', False):
+            x = x * s.std + s.mean  # back to pixel values
+        if self._flip_channels and x.size(1) == 3:
+            x = x.flip(1)  # RGB <-> BGR
+        return (x - t.mean) / t.std
 
     # ----------------------------------------------------------- plumbing
     def _apply(self, fn, *args, **kwargs):
@@ -252,7 +284,7 @@ class DistillImageClassifier(ImageClassifier):
     def teacher_logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """The frozen teacher's logits (B, K) for a preprocessed batch."""
         self.teacher.eval()
-        logits = self.teacher(inputs, mode='tensor')
+        logits = self.teacher(self._teacher_input(inputs), mode='tensor')
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise TypeError(
                 'The teacher must return (B, num_classes) logits in '
