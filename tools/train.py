@@ -6,9 +6,10 @@
 
 Works for every task config under configs/ (classification, detection,
 segmentation): the config's ``default_scope`` picks the library. A missing
-dataset, teacher checkpoint or ``load_from`` file ends the run with a short message that says
-how to fix it, not a traceback. With ``--launcher pytorch`` and no GPU the
-processes use gloo on the CPU (see ``xcit_mm.utils.setup_cpu_distributed``).
+dataset, teacher checkpoint or ``load_from`` file ends the run with a short
+message that says how to fix it, not a traceback. With ``--launcher
+pytorch`` and no GPU the processes use gloo on the CPU (see
+``xcit_mm.utils.setup_cpu_distributed``).
 """
 import argparse
 import os

@@ -1,7 +1,8 @@
 # XCiT-S24/16, distilled, fine-tuned at 384 px for 30 epochs from the 224 px
-# distilled model: train xcit-s24-p16_in1k-dist.py first, or convert the official
-# xcit_small_24_p16_224_dist.pth with tools/model_converters/xcit2mm.py and
-# pass it with --cfg-options load_from=PATH.
+# distilled model: train xcit-s24-p16_in1k-dist.py first, or convert the
+# official xcit_small_24_p16_224_dist.pth with
+# tools/model_converters/xcit2mm.py and pass it with --cfg-options
+# load_from=PATH.
 _base_ = [
     '../_base_/models/xcit-s24-p16.py',
     '../_base_/models/distill_regnety-160.py',

@@ -32,4 +32,5 @@ def free_port() -> int:
 
 
 def explain(proc: subprocess.CompletedProcess) -> str:
-    return f'rc={proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}'
+    return (f'rc={proc.returncode}\n{proc.stdout[-3000:]}\n'
+            f'{proc.stderr[-3000:]}')

@@ -14,7 +14,7 @@ mmpretrain's layout under {root!r}, e.g. `ln -s /path/to/imagenet {root}`:
 
     {root}/
     ├── train/
-    │   ├── n01440764/*.JPEG      (1000 class folders, 1,281,167 images)
+    │   ├── n01440764/*.JPEG      (1000 class folders, 1,281,167 imgs)
     │   └── ...
     └── val/
         ├── n01440764/*.JPEG      (the 50,000 val images sorted into the

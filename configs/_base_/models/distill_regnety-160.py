@@ -2,7 +2,8 @@
 # `_dist` models: loss = (1 - alpha) * CE(student, mixed + smoothed target)
 #                        + alpha * KD(student, teacher),
 # with the student's class-token logits in both terms. A config uses it as
-#   _base_ = ['./xcit-s12-p16_in1k.py', '../_base_/models/distill_regnety-160.py']
+#   _base_ = ['./xcit-s12-p16_in1k.py',
+#             '../_base_/models/distill_regnety-160.py']
 #   model = _base_.distill
 distill = dict(
     type='xcit_mm.DistillImageClassifier',

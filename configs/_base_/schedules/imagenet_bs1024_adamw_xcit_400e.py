@@ -31,8 +31,8 @@ optim_wrapper = dict(
 
 param_scheduler = [
     # linear warm-up from 1e-6 (= lr x 1e-3 at the reference batch)
-    dict(type='LinearLR', start_factor=1e-6 / (5e-4 * 1024 / 512), by_epoch=True, begin=0,
-         end=5, convert_to_iter_based=True),
+    dict(type='LinearLR', start_factor=1e-6 / (5e-4 * 1024 / 512),
+         by_epoch=True, begin=0, end=5, convert_to_iter_based=True),
     # cosine to 1e-5 at the last epoch (end = train_cfg.max_epochs)
     dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5,
          convert_to_iter_based=True),
