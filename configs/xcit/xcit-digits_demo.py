@@ -4,6 +4,8 @@
 #   data/digits/{train,val}/<digit>/<index>.png   (80 / 20 stratified split)
 # Same tools and stack as the ImageNet configs (mmpretrain ImageClassifier,
 # xcit_mm.XCiT, mmengine Runner); only the size and the recipe are small.
+# Run it with OMP_NUM_THREADS=1 (tools/demo.py does): its ops are too small
+# for OpenMP threads to pay off.
 _base_ = ['../_base_/default_runtime.py']
 
 data_root = 'data/digits'
