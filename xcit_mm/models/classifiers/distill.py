@@ -106,8 +106,9 @@ class DistillImageClassifier(ImageClassifier):
     where ``y`` is the head's target (mixed by Mixup/CutMix and smoothed by
     the head's ``LabelSmoothLoss``) and ``t`` are the teacher's logits on the
     *same* augmented batch: the data preprocessor applies the batch
-    augmentations before :meth:`loss` runs, and the teacher gets exactly the
-    student's input tensor. KD is :class:`DistillationLoss` (``'hard'``:
+    augmentations before :meth:`loss` runs, and the teacher gets the
+    student's input tensor (re-normalised if the teacher states another
+    normalisation, see ``teacher``). KD is :class:`DistillationLoss` (``'hard'``:
     CE against ``argmax t``; ``'soft'``: KL at temperature τ times τ²).
     The two terms are logged as ``loss_cls`` and ``loss_distill``.
 
