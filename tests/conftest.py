@@ -70,6 +70,23 @@ def image_folder(tmp_path):
     return make_image_folder(str(tmp_path / 'images'))
 
 
+def tiny_teacher_cfg(num_classes: int) -> dict:
+    """A tiny distillation teacher: timm's test_resnet (~0.4M parameters)
+    through mmpretrain's TimmClassifier, like the default RegNetY teacher."""
+    return dict(type='TimmClassifier', model_name='test_resnet',
+                num_classes=num_classes, pretrained=False)
+
+
+def make_split_folders(root: str, num_classes: int = 2, per_class: int = 4,
+                       size: int = 32) -> str:
+    """root/{train,val}/class_i/*.png (an ImageNet-style split)."""
+    make_image_folder(osp.join(root, 'train'), num_classes, per_class, size,
+                      seed=0)
+    make_image_folder(osp.join(root, 'val'), num_classes, per_class, size,
+                      seed=1)
+    return root
+
+
 # --------------------------------------------------------------------------
 # Dense prediction (detection / segmentation) helpers
 

@@ -7,7 +7,8 @@
 ``--out`` dumps the raw predictions (mmengine's DumpResults);
 ``--show-dir`` draws predictions through the task's visualization hook;
 ``--tta`` uses the config's ``tta_model`` / ``tta_pipeline`` when it has
-them.
+them. A missing dataset or checkpoint ends the run with a short message.
+With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU.
 """
 import argparse
 import os
@@ -16,6 +17,8 @@ import os.path as osp
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from xcit_mm.utils import MissingFileError, setup_cpu_distributed
 
 #: How each library's visualization hook is told to draw and where.
 VIS_HOOK_KEYS = {
@@ -97,10 +100,17 @@ def merge_args(cfg: Config, args) -> Config:
 
 def main(argv=None):
     args = parse_args(argv)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise SystemExit(f'error: checkpoint {args.checkpoint!r} does not '
+                         'exist.')
     cfg = merge_args(Config.fromfile(args.config), args)
+    setup_cpu_distributed(cfg)
     runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
               else Runner.from_cfg(cfg))
-    return runner.test()
+    try:
+        return runner.test()
+    except MissingFileError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -5,7 +5,11 @@
         [--launcher {none,pytorch,slurm,mpi}]
 
 Works for every task config under configs/ (classification, detection,
-segmentation): the config's ``default_scope`` picks the library.
+segmentation): the config's ``default_scope`` picks the library. A missing
+dataset, teacher checkpoint or ``load_from`` file ends the run with a short
+message that says how to fix it, not a traceback. With ``--launcher
+pytorch`` and no GPU the processes use gloo on the CPU (see
+``xcit_mm.utils.setup_cpu_distributed``).
 """
 import argparse
 import os
@@ -14,6 +18,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+
+from xcit_mm.utils import MissingFileError, setup_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -87,12 +93,28 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def check_load_from(cfg: Config, config_path: str) -> None:
+    """Fail early, with the fix, when ``load_from`` names a missing file."""
+    path = cfg.get('load_from')
+    if path and '://' not in path and not osp.isfile(path):
+        what = 'resume from' if cfg.get('resume') else 'load_from'
+        raise SystemExit(
+            f'error: {what} checkpoint {path!r} does not exist (config '
+            f'{config_path}). Train or download that checkpoint first, or '
+            'pass another one with --cfg-options load_from=PATH.')
+
+
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_load_from(cfg, args.config)
+    setup_cpu_distributed(cfg)
     runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
               else Runner.from_cfg(cfg))
-    runner.train()
+    try:
+        runner.train()
+    except MissingFileError as e:
+        raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -7,11 +7,12 @@ mmpretrain, mmdet or mmseg config. mmengine imports ``xcit_mm.registry`` when
 it meets the ``xcit_mm.`` prefix, and the registry imports its ``locations``
 the first time it is searched: no ``custom_imports`` is needed.
 """
+from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'HOOKS']
+__all__ = ['MODELS', 'HOOKS', 'DATASETS']
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
@@ -21,3 +22,7 @@ MODELS = Registry(
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='xcit_mm',
     locations=['xcit_mm.engine'])
+#: Datasets (ImageNet with a clear error when the data is missing).
+DATASETS = Registry(
+    'dataset', parent=MMENGINE_DATASETS, scope='xcit_mm',
+    locations=['xcit_mm.datasets'])

@@ -2,7 +2,11 @@
 :data:`xcit_mm.registry.MODELS` (scope ``xcit_mm``)."""
 from .backbones import *  # noqa: F401,F403
 from .backbones import XCiT
+from .classifiers import DistillImageClassifier
+from .losses import DistillationLoss
 from .necks import *  # noqa: F401,F403
 from .necks import XCiTMultiScaleNeck
 
-__all__ = ['XCiT', 'XCiTMultiScaleNeck']
+__all__ = [
+    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillationLoss'
+]

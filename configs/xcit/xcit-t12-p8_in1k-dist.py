@@ -1,0 +1,3 @@
+# XCiT-T12/8, distilled from RegNetY-16GF (DeiT-style, hard), 224 px.
+_base_ = ['./xcit-t12-p8_in1k.py', '../_base_/models/distill_regnety-160.py']
+model = _base_.distill

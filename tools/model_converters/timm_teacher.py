@@ -1,0 +1,78 @@
+"""Save a trained timm classifier as a distillation-teacher checkpoint.
+
+    # download through timm (Hugging Face hub) and save, e.g. DeiT's
+    # RegNetY-16GF teacher of the *_in1k-dist configs:
+    python tools/model_converters/timm_teacher.py regnety_160.deit_in1k \\
+        checkpoints/regnety_160_deit_in1k.pth
+    # or convert weights you already have (DeiT's regnety_160-a5fe301d.pth,
+    # a timm training checkpoint, ...), with timm's own key remapping:
+    python tools/model_converters/timm_teacher.py regnety_160 \\
+        checkpoints/regnety_160_deit_in1k.pth --src regnety_160-a5fe301d.pth
+
+The output holds the weights in timm's key names under ``state_dict``; it
+loads into the teacher config ``dict(type='TimmClassifier',
+model_name=...)`` of ``xcit_mm.DistillImageClassifier`` (``teacher_ckpt``).
+Every key is checked (timm loads strictly).
+"""
+import argparse
+import os
+import os.path as osp
+
+import torch
+
+from xcit_mm.models.classifiers.distill import unwrap_teacher_state
+from xcit_mm.utils import safe_load
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Save a timm classifier as a teacher checkpoint')
+    parser.add_argument('model', help='timm model name, with a pretrained '
+                        'tag to download (regnety_160.deit_in1k)')
+    parser.add_argument('out', help='output .pth file')
+    parser.add_argument('--src', help='convert this local checkpoint '
+                        'instead of downloading')
+    parser.add_argument('--num-classes', type=int, default=None,
+                        help='classes of the weights (default: the '
+                        "model's pretrained config)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import timm
+    kwargs, overlay = {}, {}
+    if args.num_classes is not None:
+        # the weights have this many classes too: timm then loads the
+        # classifier strictly instead of dropping it
+        kwargs['num_classes'] = overlay['num_classes'] = args.num_classes
+    if args.src:
+        if not osp.isfile(args.src):
+            raise SystemExit(f'error: {args.src!r} does not exist.')
+        # timm remaps the keys with the model's own filter (e.g. old RegNet
+        # names) and loads strictly
+        overlay['state_dict'] = unwrap_teacher_state(safe_load(args.src))
+    if overlay:
+        kwargs['pretrained_cfg_overlay'] = overlay
+    try:
+        model = timm.create_model(args.model, pretrained=True, **kwargs)
+    except RuntimeError as e:  # strict load: missing / unexpected / shapes
+        detail = str(e) if len(str(e)) < 1200 else str(e)[:1200] + ' ...'
+        raise SystemExit(
+            f'error: the weights do not fit timm {args.model!r} (check the '
+            f'model name and --num-classes): {detail}') from None
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    state = model.state_dict()
+    torch.save(dict(state_dict=state,
+                    meta=dict(timm_model=args.model,
+                              source=args.src or 'timm pretrained')),
+               args.out)
+    n = sum(v.numel() for v in state.values())
+    print(f'Saved {args.model} ({len(state)} tensors, {n:,} values) to '
+          f'{args.out}. Use it as model.teacher_ckpt with the teacher '
+          f"dict(type='TimmClassifier', "
+          f"model_name='{args.model.split('.')[0]}').")
+
+
+if __name__ == '__main__':
+    main()

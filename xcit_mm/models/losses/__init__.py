@@ -1,0 +1,3 @@
+from .distillation import DistillationLoss
+
+__all__ = ['DistillationLoss']
