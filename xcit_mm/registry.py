@@ -8,10 +8,12 @@ it meets the ``xcit_mm.`` prefix, and the registry imports its ``locations``
 the first time it is searched: no ``custom_imports`` is needed.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'HOOKS']
+__all__ = ['MODELS', 'HOOKS', 'LOOPS', 'TRANSFORMS']
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
@@ -21,3 +23,11 @@ MODELS = Registry(
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='xcit_mm',
     locations=['xcit_mm.engine'])
+#: Training loops (the resumable epoch loop).
+LOOPS = Registry(
+    'loop', parent=MMENGINE_LOOPS, scope='xcit_mm',
+    locations=['xcit_mm.engine'])
+#: Data transforms (the image loader that skips or names unreadable files).
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope='xcit_mm',
+    locations=['xcit_mm.datasets'])
