@@ -87,8 +87,9 @@ def seed_all(seed: int) -> None:
 
 
 class SkippableBatchSampler:
-    """Wraps a loader's batch sampler; can skip the first batches of the
-    next pass without loading them.
+    """Wraps a loader's batch sampler; skips the first ``skip`` batches of
+    each pass without loading them (set ``skip`` before ``iter(loader)`` and
+    reset it after).
 
     Attribute access goes to the wrapped sampler, so hooks that reach
     ``dataloader.batch_sampler.sampler`` (``DistSamplerSeedHook``) still
@@ -104,8 +105,9 @@ class SkippableBatchSampler:
         self.skip = 0
 
     def __iter__(self) -> Iterator[List[int]]:
-        skip, self.skip = self.skip, 0
-        return itertools.islice(iter(self.batch_sampler), skip, None)
+        # ``skip`` stays set until the loop resets it: torch calls iter()
+        # twice when it creates a multi-worker iterator
+        return itertools.islice(iter(self.batch_sampler), self.skip, None)
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -226,6 +228,8 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
         if done and self._skipper is not None:
             self._skipper.skip = done
         iterator = iter(self.dataloader)
+        if self._skipper is not None:
+            self._skipper.skip = 0
         if done and self._skipper is None:  # loader without batch sampler
             for _ in range(done):
                 next(iterator)
