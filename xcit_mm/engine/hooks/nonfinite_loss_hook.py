@@ -23,7 +23,9 @@ class NonFiniteLossHook(Hook):
     weights:
 
     - ``action='stop'`` raises :class:`NonFiniteLossError`, whose message
-      names the iteration, the epoch and every loss term;
+      names the iteration, the epoch and every loss term (the parameters
+      are untouched; only the in-memory BN statistics saw the bad forward
+      pass, and nothing is written after it);
     - ``action='skip'`` logs the same, then discards the iteration: no
       optimizer step, gradients zeroed, and the model's buffers (BN running
       statistics, which the bad forward pass may already have polluted) put
