@@ -25,8 +25,9 @@ from mmengine.runner import Runner
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_test_defaults
 from xcit_mm.utils.config_checks import check_cfg_options
-from xcit_mm.utils.errors import (CheckpointNotFoundError, explain_exception,
-                                  failed_in_dataset, run_cli)
+from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
+                                  explain_exception, failed_in_dataset,
+                                  run_cli)
 
 #: How each library's visualization hook is told to draw and where.
 VIS_HOOK_KEYS = {
@@ -113,13 +114,16 @@ def merge_args(cfg: Config, args) -> Config:
 
 
 def test(args):
+    if not osp.isfile(args.config):
+        raise DataNotFoundError(f'The config file {args.config} does not '
+                                'exist (configs/ holds the shipped ones).')
+    cfg = merge_args(Config.fromfile(args.config), args)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise CheckpointNotFoundError(
             f'CHECKPOINT {args.checkpoint} does not exist. Pass the .pth that '
             'training wrote (work_dirs/<config>/epoch_N.pth), or convert '
             'official / timm XCiT weights with '
             'tools/model_converters/xcit2mm.py.')
-    cfg = merge_args(Config.fromfile(args.config), args)
     check_data_paths(cfg, ['test_dataloader'])
     apply_test_defaults(cfg)
     try:

@@ -30,8 +30,9 @@ from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_train_defaults
 from xcit_mm.utils.config_checks import (check_cfg_options,
                                          check_checkpoint_paths)
-from xcit_mm.utils.errors import (CheckpointNotFoundError, explain_exception,
-                                  failed_in_dataset, run_cli)
+from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
+                                  explain_exception, failed_in_dataset,
+                                  run_cli)
 from xcit_mm.utils.fileio import find_resume_checkpoint
 
 
@@ -137,6 +138,9 @@ def check_inputs(cfg: Config) -> list:
 
 
 def train(args) -> None:
+    if not osp.isfile(args.config):
+        raise DataNotFoundError(f'The config file {args.config} does not '
+                                'exist (configs/ holds the shipped ones).')
     cfg = merge_args(Config.fromfile(args.config), args)
     loaders = check_inputs(cfg)
     changes = apply_train_defaults(cfg)
