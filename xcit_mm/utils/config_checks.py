@@ -182,28 +182,43 @@ def check_cfg_options(cfg: Any, options: Dict[str, Any],
         for node, path, part, exists in _walk(cfg, key):
             if exists:
                 continue
-            where = '.'.join(path) or 'the top level'
-            if isinstance(node, (list, tuple)):
-                raise ConfigError(
-                    f'--cfg-options {key}: {where} is a list of {len(node)}, '
-                    f'so {part!r} is not a valid index.')
-            if not isinstance(node, dict):
-                raise ConfigError(
-                    f'--cfg-options {key}: {where} is a '
-                    f'{type(node).__name__} ({node!r}), not a dict, so it has '
-                    f'no {part!r}. Set {where} itself instead.')
-            allowed, open_ = _allowed_keys(node, path, cfg, scope)
-            if open_ or part in allowed:
-                break  # new entries below an accepted key are fine
-            close = close_names(part, set(node) | allowed)
-            hint = (f" Did you mean {' or '.join(repr(c) for c in close)}?"
-                    if close else '')
-            what = (f'{node["type"]!r} takes no argument {part!r}'
-                    if 'type' in node else f'{where} has no key {part!r}')
-            raise ConfigError(
-                f'--cfg-options {key}: no such key in the config, and {what}.'
-                f'{hint} mmengine would add it silently and ignore it. Fix '
-                'the key, or pass --allow-new-keys to add it anyway.')
+            _check_new_key(cfg, key, node, path, part, scope)
+            rest = key.split('.')[len(path) + 1:]
+            if rest and len(path) == 0 and _is_structured(part):
+                # a new top-level dict whose keys are known (randomness...)
+                _check_new_key(cfg, key, {}, [part], rest[0], scope)
+            break  # deeper entries of an accepted new key are fine
+
+
+def _is_structured(top_key: str) -> bool:
+    return top_key in ('randomness', 'train_cfg', 'val_cfg', 'test_cfg',
+                       'optim_wrapper') or top_key.endswith('dataloader')
+
+
+def _check_new_key(cfg: Any, key: str, node: Any, path: List[str],
+                   part: str, scope: Optional[str]) -> None:
+    where = '.'.join(path) or 'the top level'
+    if isinstance(node, (list, tuple)):
+        raise ConfigError(
+            f'--cfg-options {key}: {where} is a list of {len(node)}, so '
+            f'{part!r} is not a valid index.')
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f'--cfg-options {key}: {where} is a {type(node).__name__} '
+            f'({node!r}), not a dict, so it has no {part!r}. Set {where} '
+            'itself instead.')
+    allowed, open_ = _allowed_keys(node, path, cfg, scope)
+    if open_ or part in allowed:
+        return
+    close = close_names(part, set(node) | allowed)
+    hint = (f" Did you mean {' or '.join(repr(c) for c in close)}?"
+            if close else '')
+    what = (f'{node["type"]!r} takes no argument {part!r}'
+            if 'type' in node else f'{where} has no key {part!r}')
+    raise ConfigError(
+        f'--cfg-options {key}: no such key in the config, and {what}.'
+        f'{hint} mmengine would add it silently and ignore it. Fix the key, '
+        'or pass --allow-new-keys to add it anyway.')
 
 
 #: Config keys whose string value is a checkpoint path.
