@@ -56,49 +56,63 @@ def process_usage(pid: int) -> Dict[str, float]:
 def tree_usage(pid: int) -> Dict[str, float]:
     """:func:`process_usage` of ``pid`` and of all its workers."""
     main = process_usage(pid)
-    kids = [process_usage(c) for c in children(pid)]
+    pids = children(pid)
+    kids = [process_usage(c) for c in pids]
     return dict(
         main_rss_mb=main['rss_mb'], main_pss_mb=main['pss_mb'],
-        main_fds=main['fds'], workers=len(kids),
+        main_fds=main['fds'], workers=len(kids), worker_pids=tuple(pids),
         workers_rss_mb=sum(k['rss_mb'] for k in kids),
         workers_pss_mb=sum(k['pss_mb'] for k in kids),
         workers_fds=sum(k['fds'] for k in kids),
+        total_rss_mb=main['rss_mb'] + sum(k['rss_mb'] for k in kids),
         total_pss_mb=main['pss_mb'] + sum(k['pss_mb'] for k in kids))
 
 
 @HOOKS.register_module()
 class ResourceMonitorHook(Hook):
-    """Sample memory and open files every ``interval`` training iterations.
+    """Sample memory and open files of the training process tree.
 
     Each sample (main process and data-loader workers: RSS, PSS, open file
-    descriptors) is kept in :attr:`samples` and logged. Linux only (reads
-    ``/proc``); elsewhere it does nothing. Used by
+    descriptors) is kept in :attr:`samples` and logged. By default one
+    sample is taken at the end of each epoch, always at the same phase of
+    the data pipeline (mid-epoch, the workers hold extra shared-memory
+    descriptors for prefetched batches). Linux only (reads ``/proc``);
+    elsewhere it does nothing. Used by
     ``tools/analysis_tools/check_leaks.py``.
 
     Args:
-        interval (int): Iterations between samples. Defaults to 50.
+        by_epoch (bool): Sample after each epoch. Defaults to True.
+        interval (int): Otherwise, every ``interval`` iterations.
+            Defaults to 50.
         log (bool): Log each sample. Defaults to True.
     """
 
     priority = 'LOWEST'
 
-    def __init__(self, interval: int = 50, log: bool = True) -> None:
+    def __init__(self, by_epoch: bool = True, interval: int = 50,
+                 log: bool = True) -> None:
+        self.by_epoch = by_epoch
         self.interval = interval
         self.log = log
         self.samples: List[Dict[str, float]] = []
         self.enabled = os.path.isdir('/proc/self/task')
 
-    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
-                         outputs=None) -> None:
-        if not self.enabled or not self.every_n_train_iters(
-                runner, self.interval):
-            return
-        sample = dict(iter=runner.iter + 1, epoch=runner.epoch + 1,
-                      **tree_usage(os.getpid()))
+    def _sample(self, runner, it: int, epoch: int) -> None:
+        sample = dict(iter=it, epoch=epoch, **tree_usage(os.getpid()))
         self.samples.append(sample)
         if self.log:
             runner.logger.info(
-                'resources: main RSS {main_rss_mb:.0f} MiB, {workers} '
-                'workers RSS {workers_rss_mb:.0f} MiB, total PSS '
+                'resources: main RSS {main_rss_mb:.1f} MiB, {workers} '
+                'workers RSS {workers_rss_mb:.1f} MiB, total PSS '
                 '{total_pss_mb:.0f} MiB, fds {main_fds}+{workers_fds}'.format(
                     **sample))
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if self.enabled and not self.by_epoch and self.every_n_train_iters(
+                runner, self.interval):
+            self._sample(runner, runner.iter + 1, runner.epoch + 1)
+
+    def after_train_epoch(self, runner) -> None:
+        if self.enabled and self.by_epoch:
+            self._sample(runner, runner.iter, runner.epoch + 1)
