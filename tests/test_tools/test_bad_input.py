@@ -10,12 +10,10 @@ import os.path as osp
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
-from tests.conftest import REPO, TINY_ARCH, make_image_folder
+from tests.conftest import REPO, make_image_folder
 from tests.faults import tiny_train_cfg, write_config
 
 
@@ -67,8 +65,9 @@ def _fails(capsys, tool, argv, *expected):
     # (an mmengine logger left from an earlier test may hold a stream that
     # pytest closed: that '--- Logging error ---' is the test's, not ours)
     assert err.count('Traceback') == err.count('--- Logging error ---')
-    err = err[err.index(f'{tool.__name__[13:]}.py: error: '):]
+    err = err[err.index(f'{tool.__name__[13:]}.py: error:'):]
     flat = ' '.join(err.split())
+    print(flat)  # (pytest -s shows every message)
     for text in expected:
         assert text in flat, flat
     return flat

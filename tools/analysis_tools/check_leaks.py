@@ -18,7 +18,6 @@ temporary directory) with random crops and flips; with CONFIG, that
 config's model and training data.
 """
 import argparse
-import math
 import os
 import os.path as osp
 import sys

@@ -107,7 +107,8 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
         size = os.path.getsize(filename)
         raise CheckpointError(
             f'{filename!r} ({size} bytes) is not a readable checkpoint: '
-            f'{type(e).__name__}: {e}. The file is probably truncated or '
+            f'{type(e).__name__}: {str(e).split(". ")[0]}. The file is '
+            'probably truncated or '
             'corrupt (an interrupted download or save): re-download or '
             're-convert it, or resume from an earlier checkpoint.') from None
 

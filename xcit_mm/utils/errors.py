@@ -151,7 +151,9 @@ def registry_suggestions(name: str, registry_name: str,
 
 def _one_paragraph(text: str, width: int = 79) -> str:
     text = ' '.join(str(text).split())
-    return textwrap.fill(text, width=width, subsequent_indent='  ')
+    # never split a path or a config key across lines
+    return textwrap.fill(text, width=width, subsequent_indent='  ',
+                         break_long_words=False, break_on_hyphens=False)
 
 
 def explain_exception(exc: BaseException) -> Optional[str]:
