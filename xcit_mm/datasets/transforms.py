@@ -1,4 +1,5 @@
 """Image loading that names the bad file, or skips it, by config."""
+import logging
 import os
 import os.path as osp
 from typing import Optional
@@ -72,7 +73,8 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
                 if path not in self._warned:
                     self._warned.add(path)
                     print_log(f'Skipping image {path}: {problem}.',
-                              logger='current', level=30)
+                              logger='current',
+                              level=logging.WARNING)
                 return None
             raise ImageLoadError(
                 f'Cannot load image {path}: {problem} '

@@ -38,6 +38,7 @@ the checkpoint, so the RNG is restored only for single-process runs (the
 data order is exact everywhere).
 """
 import itertools
+import logging
 import random
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
@@ -190,7 +191,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
             f'{self._epoch + 1}, which does not fit {len(self.dataloader)} '
             'batches per epoch (was the data set or batch size changed?): '
             'the epoch restarts from its first batch.',
-            logger='current', level=30)
+            logger='current', level=logging.WARNING)
         return 0
 
     def _seed_epoch(self) -> None:
@@ -206,7 +207,7 @@ class ResumableEpochBasedTrainLoop(EpochBasedTrainLoop):
                 'The checkpoint holds no RNG state (it was not written by '
                 'ResumableEpochBasedTrainLoop): the data order is restored, '
                 'random augmentation and drop path are not.',
-                logger='current', level=30)
+                logger='current', level=logging.WARNING)
         elif get_world_size() > 1:
             print_log(
                 'Multi-process training: the RNG state of the checkpoint '

@@ -17,6 +17,7 @@ uses: the newest *complete* checkpoint of a work dir, skipping (with a
 warning) a missing, truncated or corrupt one.
 """
 import glob
+import logging
 import os
 import os.path as osp
 import re
@@ -203,8 +204,9 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
             return path
         print_log(f'Not resuming from {path}: {problem}. Trying the '
                   'previous checkpoint.', logger='current',
-                  level=30)  # WARNING
+                  level=logging.WARNING)
     if candidates:
         print_log(f'No complete checkpoint in {work_dir}: training starts '
-                  'from scratch.', logger='current', level=30)
+                  'from scratch.', logger='current',
+                  level=logging.WARNING)
     return None

@@ -56,8 +56,8 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
             close = difflib.get_close_matches(arch, valid, n=3)
             hint = f' Did you mean {close}?' if close else ''
             raise ArchError(f'Unknown XCiT arch {arch!r}.{hint} Valid archs: '
-                           f'{", ".join(valid)}, or a dict with embed_dims, '
-                           'depth and num_heads.')
+                            f'{", ".join(valid)}, or a dict with embed_dims, '
+                            'depth and num_heads.')
         return dict(mlp_ratio=4.0, **_ARCHS[name])
     if isinstance(arch, dict):
         missing = {'embed_dims', 'depth', 'num_heads'} - set(arch)
@@ -160,7 +160,7 @@ class XCiT(BaseModule):
                 'convolutional patch embedding exists for these two only.')
         if out_type not in OUT_TYPES:
             raise ConfigError(f'XCiT out_type must be one of {OUT_TYPES}, '
-                             f'got {out_type!r}.')
+                              f'got {out_type!r}.')
         s = self.arch_settings
         self.embed_dims = C = s['embed_dims']
         self.depth = s['depth']
