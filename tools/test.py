@@ -7,7 +7,12 @@
 ``--out`` dumps the raw predictions (mmengine's DumpResults);
 ``--show-dir`` draws predictions through the task's visualization hook;
 ``--tta`` uses the config's ``tta_model`` / ``tta_pipeline`` when it has
-them. A missing dataset or checkpoint ends the run with a short message.
+them.
+
+CHECKPOINT is read with ``torch.load(weights_only=True)`` and an allow-list
+(``xcit_mm.utils.safe_load``) and must fill the whole model
+(``xcit_mm.CheckpointMatchHook(mode='strict')``); bad input is reported in
+one paragraph with exit status 1 (``--debug`` shows the traceback).
 With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU.
 """
 import argparse
@@ -18,7 +23,13 @@ from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from xcit_mm.utils import MissingFileError, setup_cpu_distributed
+from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
+from xcit_mm.engine.defaults import apply_test_defaults
+from xcit_mm.utils.config_checks import check_cfg_options
+from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
+                                  explain_exception, failed_in_dataset,
+                                  run_cli)
+from xcit_mm.utils.launch import setup_cpu_distributed
 
 #: How each library's visualization hook is told to draw and where.
 VIS_HOOK_KEYS = {
@@ -40,7 +51,12 @@ def parse_args(argv=None):
                         help='test-time augmentation (needs tta_model and '
                         'tta_pipeline in the config)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
+                        help='override config entries (keys must exist or '
+                        'be arguments of the object they configure)')
+    parser.add_argument('--allow-new-keys', action='store_true',
+                        help='accept any --cfg-options key')
+    parser.add_argument('--debug', action='store_true',
+                        help='show tracebacks of bad-input errors')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
@@ -71,6 +87,7 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
 def merge_args(cfg: Config, args) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -98,19 +115,33 @@ def merge_args(cfg: Config, args) -> Config:
     return cfg
 
 
+def test(args):
+    if not osp.isfile(args.config):
+        raise DataNotFoundError(f'The config file {args.config} does not '
+                                'exist (configs/ holds the shipped ones).')
+    cfg = merge_args(Config.fromfile(args.config), args)
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise CheckpointNotFoundError(
+            f'CHECKPOINT {args.checkpoint} does not exist. Pass the .pth that '
+            'training wrote (work_dirs/<config>/epoch_N.pth), or convert '
+            'official / timm XCiT weights with '
+            'tools/model_converters/xcit2mm.py.')
+    check_data_paths(cfg, ['test_dataloader'])
+    apply_test_defaults(cfg)
+    setup_cpu_distributed(cfg)
+    try:
+        runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
+                  else Runner.from_cfg(cfg))
+        return runner.test()
+    except Exception as e:
+        if explain_exception(e) is None and failed_in_dataset(e):
+            diagnose_datasets(cfg, ['test_dataloader'])
+        raise
+
+
 def main(argv=None):
     args = parse_args(argv)
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise SystemExit(f'error: checkpoint {args.checkpoint!r} does not '
-                         'exist.')
-    cfg = merge_args(Config.fromfile(args.config), args)
-    setup_cpu_distributed(cfg)
-    runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
-              else Runner.from_cfg(cfg))
-    try:
-        return runner.test()
-    except MissingFileError as e:
-        raise SystemExit(f'error: {e}') from None
+    return run_cli('test.py', lambda: test(args), debug=args.debug)
 
 
 if __name__ == '__main__':

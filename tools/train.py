@@ -1,25 +1,42 @@
 """Train a model from a config with mmengine's Runner.
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume [auto|PATH]]
-        [--amp] [--auto-scale-lr] [--cfg-options k=v ...]
-        [--launcher {none,pytorch,slurm,mpi}]
+        [--amp] [--auto-scale-lr] [--cfg-options k=v ...] [--allow-new-keys]
+        [--launcher {none,pytorch,slurm,mpi}] [--debug]
 
 Works for every task config under configs/ (classification, detection,
-segmentation): the config's ``default_scope`` picks the library. A missing
-dataset, teacher checkpoint or ``load_from`` file ends the run with a short
-message that says how to fix it, not a traceback. With ``--launcher
-pytorch`` and no GPU the processes use gloo on the CPU (see
-``xcit_mm.utils.setup_cpu_distributed``).
+segmentation): the config's ``default_scope`` picks the library.
+
+Reliability (see README, "Faults and bad input"): epoch-based configs run
+``xcit_mm.ResumableEpochBasedTrainLoop`` and ``xcit_mm.AtomicCheckpointHook``
+so that ``--resume`` (= ``--resume auto``) continues bit-exactly from the
+last *complete* checkpoint, also in the middle of an epoch; a NaN loss stops
+training (``xcit_mm.NonFiniteLossHook``); ``--cfg-options`` keys that are
+neither in the config nor arguments of the object they configure are
+refused; bad input (missing data, malformed annotations, a checkpoint of
+another model, an unknown ``type``) is reported in one paragraph, exit
+status 1. ``--debug`` shows the traceback instead.
+With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU
+(see ``xcit_mm.utils.setup_cpu_distributed``).
 """
 import argparse
 import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from xcit_mm.utils import MissingFileError, setup_cpu_distributed
+from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
+from xcit_mm.engine.defaults import apply_train_defaults
+from xcit_mm.utils.config_checks import (check_cfg_options,
+                                         check_checkpoint_paths)
+from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
+                                  explain_exception, failed_in_dataset,
+                                  run_cli)
+from xcit_mm.utils.fileio import find_resume_checkpoint
+from xcit_mm.utils.launch import setup_cpu_distributed
 
 
 def parse_args(argv=None):
@@ -41,7 +58,13 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. '
-        'train_dataloader.batch_size=32 model.backbone.drop_path_rate=0.1')
+        'train_dataloader.batch_size=32 model.backbone.drop_path_rate=0.1; '
+        'a key must exist in the config or be an argument of the object it '
+        'configures')
+    parser.add_argument('--allow-new-keys', action='store_true',
+                        help='accept any --cfg-options key')
+    parser.add_argument('--debug', action='store_true',
+                        help='show tracebacks of bad-input errors')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         help='job launcher')
@@ -63,6 +86,7 @@ def merge_args(cfg: Config, args) -> Config:
     """Apply the command-line options to the config."""
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
         cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -85,36 +109,62 @@ def merge_args(cfg: Config, args) -> Config:
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     if args.resume == 'auto':
-        cfg.resume = True
-        cfg.load_from = None
+        # the newest *complete* checkpoint (mmengine would take whatever
+        # last_checkpoint names); none: start from scratch / load_from
+        found = find_resume_checkpoint(cfg.work_dir)
+        if found is not None:
+            cfg.resume = True
+            cfg.load_from = found
+            print_log(f'Resuming from {found}.', logger='current')
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
 
 
-def check_load_from(cfg: Config, config_path: str) -> None:
-    """Fail early, with the fix, when ``load_from`` names a missing file."""
-    path = cfg.get('load_from')
-    if path and '://' not in path and not osp.isfile(path):
+def check_inputs(cfg: Config) -> list:
+    """Fail early, and clearly, on missing data or checkpoint files.
+
+    Returns the data loader keys the run uses."""
+    loaders = ['train_dataloader'] + (
+        ['val_dataloader'] if cfg.get('val_cfg') else [])
+    check_data_paths(cfg, loaders)
+    check_checkpoint_paths(cfg)
+    if cfg.get('load_from') and not osp.isfile(cfg.load_from) and \
+            '://' not in cfg.load_from:
         what = 'resume from' if cfg.get('resume') else 'load_from'
-        raise SystemExit(
-            f'error: {what} checkpoint {path!r} does not exist (config '
-            f'{config_path}). Train or download that checkpoint first, or '
-            'pass another one with --cfg-options load_from=PATH.')
+        raise CheckpointNotFoundError(
+            f'The checkpoint to {what}, {cfg.load_from}, does not exist. '
+            'Check the path; --resume without a path takes the newest '
+            'complete checkpoint of the work dir.')
+    return loaders
+
+
+def train(args) -> None:
+    if not osp.isfile(args.config):
+        raise DataNotFoundError(f'The config file {args.config} does not '
+                                'exist (configs/ holds the shipped ones).')
+    cfg = merge_args(Config.fromfile(args.config), args)
+    loaders = check_inputs(cfg)
+    changes = apply_train_defaults(cfg)
+    if changes:
+        print_log('tools/train.py reliability defaults: ' + '; '.join(
+            changes), logger='current')
+    setup_cpu_distributed(cfg)
+    try:
+        runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
+                  else Runner.from_cfg(cfg))
+        runner.train()
+    except Exception as e:
+        # a data set that failed to build: look for the cause in the files
+        if explain_exception(e) is None and failed_in_dataset(e):
+            diagnose_datasets(cfg, loaders)
+        raise
 
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = merge_args(Config.fromfile(args.config), args)
-    check_load_from(cfg, args.config)
-    setup_cpu_distributed(cfg)
-    runner = (RUNNERS.build(cfg) if 'runner_type' in cfg
-              else Runner.from_cfg(cfg))
-    try:
-        runner.train()
-    except MissingFileError as e:
-        raise SystemExit(f'error: {e}') from None
+    run_cli('train.py', lambda: train(args), debug=args.debug)
 
 
 if __name__ == '__main__':

@@ -9,10 +9,12 @@ the first time it is searched: no ``custom_imports`` is needed.
 """
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'HOOKS', 'DATASETS']
+__all__ = ['MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS']
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
@@ -25,4 +27,12 @@ HOOKS = Registry(
 #: Datasets (ImageNet with a clear error when the data is missing).
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope='xcit_mm',
+    locations=['xcit_mm.datasets'])
+#: Training loops (the resumable epoch loop).
+LOOPS = Registry(
+    'loop', parent=MMENGINE_LOOPS, scope='xcit_mm',
+    locations=['xcit_mm.engine'])
+#: Data transforms (the image loader that skips or names unreadable files).
+TRANSFORMS = Registry(
+    'transform', parent=MMENGINE_TRANSFORMS, scope='xcit_mm',
     locations=['xcit_mm.datasets'])

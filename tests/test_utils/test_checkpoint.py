@@ -79,3 +79,35 @@ def test_mmengine_local_scheme_is_ours():
     import xcit_mm  # noqa: F401
     from xcit_mm.utils.checkpoint import _load_from_local
     assert CheckpointLoader._schemes[''] is _load_from_local
+
+
+def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
+    """A URL is downloaded once into torch hub's cache and read with the
+    allow-list: an mmengine checkpoint loads, a crafted pickle is refused."""
+    import functools
+    import http.server
+    import threading
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+    served = tmp_path / 'served'
+    served.mkdir()
+    torch.save({'state_dict': {'w': torch.ones(2)},
+                'message_hub': {'h': HistoryBuffer([1., 2.], [1, 1])}},
+               served / 'ok.pth')
+    marker = tmp_path / 'pwned'
+    torch.save({'x': _RunsCode(marker)}, served / 'evil.pth')
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(served))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    url = f'http://127.0.0.1:{server.server_address[1]}'
+    try:
+        ckpt = CheckpointLoader.load_checkpoint(f'{url}/ok.pth')
+        assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
+        assert (tmp_path / 'hub' / 'checkpoints' / 'ok.pth').is_file()
+        with pytest.raises(UnsafeCheckpointError):
+            CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
+    finally:
+        server.shutdown()
+    assert not marker.exists()

@@ -1,5 +1,10 @@
-"""xcit_mm datasets: importing this module registers them in
-:data:`xcit_mm.registry.DATASETS` (scope ``xcit_mm``)."""
+"""xcit_mm data components: importing this module registers them in
+:data:`xcit_mm.registry.DATASETS` and :data:`xcit_mm.registry.TRANSFORMS`
+(scope ``xcit_mm``)."""
 from .imagenet import DatasetNotFoundError, ImageNet, check_image_folder
+from .transforms import LoadImageFromFile
 
-__all__ = ['DatasetNotFoundError', 'ImageNet', 'check_image_folder']
+__all__ = [
+    'DatasetNotFoundError', 'ImageNet', 'check_image_folder',
+    'LoadImageFromFile'
+]

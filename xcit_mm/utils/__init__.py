@@ -1,11 +1,15 @@
 from .checkpoint import (CheckpointError, UnsafeCheckpointError,
                          allowed_globals, install_safe_checkpoint_loader,
                          safe_load)
-from .errors import MissingFileError
+from .errors import MissingFileError, XCiTMMError, explain_exception
+from .fileio import (AtomicLocalBackend, atomic_write,
+                     find_resume_checkpoint, install_atomic_local_backend)
 from .launch import setup_cpu_distributed
 
 __all__ = [
-    'CheckpointError', 'MissingFileError', 'UnsafeCheckpointError',
-    'allowed_globals',
-    'install_safe_checkpoint_loader', 'safe_load', 'setup_cpu_distributed'
+    'CheckpointError', 'UnsafeCheckpointError', 'allowed_globals',
+    'install_safe_checkpoint_loader', 'safe_load', 'MissingFileError',
+    'XCiTMMError', 'explain_exception', 'AtomicLocalBackend', 'atomic_write',
+    'find_resume_checkpoint', 'install_atomic_local_backend',
+    'setup_cpu_distributed'
 ]

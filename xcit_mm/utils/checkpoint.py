@@ -15,7 +15,8 @@ import os
 import os.path as osp
 import pickle
 import zipfile
-from typing import Any, List
+from typing import Any, List, Optional
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
@@ -107,7 +108,8 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
         size = os.path.getsize(filename)
         raise CheckpointError(
             f'{filename!r} ({size} bytes) is not a readable checkpoint: '
-            f'{type(e).__name__}: {e}. The file is probably truncated or '
+            f'{type(e).__name__}: {str(e).split(". ")[0]}. The file is '
+            'probably truncated or '
             'corrupt (an interrupted download or save): re-download or '
             're-convert it, or resume from an earlier checkpoint.') from None
 
@@ -119,9 +121,41 @@ def _load_from_local(filename: str, map_location=None) -> Any:
     return safe_load(filename, map_location)
 
 
+def _load_from_http(filename: str, map_location=None,
+                    model_dir: Optional[str] = None) -> Any:
+    """Download a checkpoint once (torch hub's cache) and read it with
+    :func:`safe_load`; in distributed runs rank 0 downloads first."""
+    from mmengine.dist import get_dist_info
+    from torch.hub import download_url_to_file, get_dir
+    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
+    cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
+    rank, world_size = get_dist_info()
+
+    def fetch() -> None:
+        if not osp.exists(cached):
+            os.makedirs(model_dir, exist_ok=True)
+            # a temporary file moved into place: never a partial cache
+            download_url_to_file(filename, cached, progress=False)
+
+    if rank == 0:
+        fetch()
+    if world_size > 1:
+        torch.distributed.barrier()
+        if rank > 0:  # e.g. another node with its own cache
+            fetch()
+    return safe_load(cached, map_location)
+
+
 def install_safe_checkpoint_loader() -> None:
-    """Route mmengine's local-file checkpoint loading through safe_load."""
+    """Route mmengine's loading of local files and of ``http(s)://`` URLs
+    through safe_load (``torchvision://``, ``open-mmlab://`` and
+    ``mmcls://`` keep mmengine's own loader, which on torch >= 2.6 also
+    reads with ``weights_only=True``, without the allow-list)."""
     from mmengine.runner.checkpoint import CheckpointLoader
     if CheckpointLoader._schemes.get('') is not _load_from_local:
         CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local,
                                          force=True)
+    if CheckpointLoader._schemes.get('http://') is not _load_from_http:
+        CheckpointLoader.register_scheme(
+            prefixes=('http://', 'https://'), loader=_load_from_http,
+            force=True)

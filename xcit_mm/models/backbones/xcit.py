@@ -13,6 +13,7 @@ from torch.utils.checkpoint import checkpoint
 from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
                                    PositionalEncodingFourier, XCABlock)
 from xcit_mm.registry import MODELS
+from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 
 _ARCHS = {
     'nano-12': dict(embed_dims=128, depth=12, num_heads=4, eta=1.0,
@@ -54,19 +55,19 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
             valid = sorted(_ARCHS) + sorted(ARCH_ALIASES)
             close = difflib.get_close_matches(arch, valid, n=3)
             hint = f' Did you mean {close}?' if close else ''
-            raise KeyError(f'Unknown XCiT arch {arch!r}.{hint} Valid archs: '
-                           f'{", ".join(valid)}, or a dict with embed_dims, '
-                           'depth and num_heads.')
+            raise ArchError(f'Unknown XCiT arch {arch!r}.{hint} Valid archs: '
+                            f'{", ".join(valid)}, or a dict with embed_dims, '
+                            'depth and num_heads.')
         return dict(mlp_ratio=4.0, **_ARCHS[name])
     if isinstance(arch, dict):
         missing = {'embed_dims', 'depth', 'num_heads'} - set(arch)
         if missing:
-            raise KeyError(f'A custom XCiT arch dict needs the keys '
-                           f'{sorted(missing)}; got {sorted(arch)}.')
+            raise ArchError(f'A custom XCiT arch dict needs the keys '
+                            f'{sorted(missing)}; got {sorted(arch)}.')
         if arch['embed_dims'] % arch['num_heads']:
-            raise ValueError('XCiT embed_dims must be divisible by num_heads, '
-                             f'got {arch["embed_dims"]} and '
-                             f'{arch["num_heads"]}.')
+            raise ConfigError('XCiT embed_dims must be divisible by '
+                              f'num_heads, got {arch["embed_dims"]} and '
+                              f'{arch["num_heads"]}.')
         return dict(dict(eta=1.0, tokens_norm=True, mlp_ratio=4.0), **arch)
     raise TypeError(f'XCiT arch must be a str or a dict, got {type(arch)}.')
 
@@ -154,11 +155,12 @@ class XCiT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.arch_settings = resolve_arch(arch)
         if patch_size not in (8, 16):
-            raise ValueError(
-                f'XCiT patch_size must be 8 or 16, got {patch_size!r}.')
+            raise ConfigError(
+                f'XCiT patch_size must be 8 or 16, got {patch_size!r}: the '
+                'convolutional patch embedding exists for these two only.')
         if out_type not in OUT_TYPES:
-            raise ValueError(f'XCiT out_type must be one of {OUT_TYPES}, '
-                             f'got {out_type!r}.')
+            raise ConfigError(f'XCiT out_type must be one of {OUT_TYPES}, '
+                              f'got {out_type!r}.')
         s = self.arch_settings
         self.embed_dims = C = s['embed_dims']
         self.depth = s['depth']
@@ -259,7 +261,7 @@ class XCiT(BaseModule):
     # --------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
+            raise InputShapeError(
                 f'XCiT expects images of shape (B, {self.in_channels}, H, W), '
                 f'got {tuple(x.shape)}. Set in_channels={x.shape[1] if x.dim() == 4 else "?"} '  # noqa: E501
                 'in the backbone config if your data has another number of '
@@ -267,7 +269,7 @@ class XCiT(BaseModule):
         H, W = x.shape[2:]
         p = self.patch_size
         if H < p or W < p:
-            raise ValueError(
+            raise InputShapeError(
                 f'XCiT-p{p} needs images of at least {p}x{p} pixels, got '
                 f'{H}x{W}. Resize the input (e.g. the Resize transform in the '
                 'data pipeline) or use patch_size=8.')

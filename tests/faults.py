@@ -1,0 +1,128 @@
+"""Fault injection for the reliability tests: a tiny training config that
+``tools/train.py`` runs in a subprocess, and hooks that kill the process at
+a chosen point (imported through the config's ``custom_imports``).
+
+The hooks register in mmengine's root HOOKS registry under names that no
+library uses, so any ``default_scope`` finds them.
+"""
+import os
+import resource
+import signal
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+from tests.conftest import TINY_ARCH
+
+
+@HOOKS.register_module(name='TestKillBeforeIterHook', force=True)
+class KillBeforeIterHook(Hook):
+    """SIGKILL this process just before iteration ``iteration`` (1-based)
+    runs, after every hook of the previous one, checkpointing included."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, iteration: int):
+        self.iteration = iteration
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 == self.iteration:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module(name='TestDieWhileSavingHook', force=True)
+class DieWhileSavingHook(Hook):
+    """Make the kernel kill this process in the middle of writing the
+    checkpoint of iteration ``iteration``.
+
+    Sets the file size limit (RLIMIT_FSIZE) to ``limit`` bytes and restores
+    the default action of SIGXFSZ (CPython ignores it): the write that
+    crosses the limit is cut short and the process is killed by SIGXFSZ,
+    leaving a partial file, whatever code does the writing.
+    """
+
+    priority = 'LOWEST'
+
+    def __init__(self, iteration: int, limit: int = 64 * 1024):
+        self.iteration = iteration
+        self.limit = limit
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        if checkpoint['meta'].get('iter') == self.iteration:
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+            resource.setrlimit(resource.RLIMIT_FSIZE,
+                               (self.limit, self.limit))
+
+
+@HOOKS.register_module(name='TestRecordOrderHook', force=True)
+class RecordOrderHook(Hook):
+    """Append '<iteration> <image paths>' to ``path`` for every batch."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        names = [
+            os.path.relpath(s.img_path, os.path.dirname(
+                os.path.dirname(s.img_path)))
+            for s in data_batch['data_samples']
+        ]
+        with open(self.path, 'a') as f:
+            f.write(f'{runner.iter + 1} {" ".join(names)}\n')
+
+
+def tiny_train_cfg(data_root: str, max_epochs: int = 3,
+                   iter_ckpt_interval: int = 3, max_keep_ckpts: int = 1,
+                   extra_hooks=(), num_workers: int = 0) -> dict:
+    """A config for tools/train.py: XCiT with drop path, random crops and
+    flips (so the RNG state matters), AdamW with a per-iteration cosine
+    schedule, an epoch checkpoint and an iteration checkpoint."""
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.)),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(type='PackInputs'),
+    ]
+    return dict(
+        default_scope='mmpretrain',
+        custom_imports=dict(imports=['tests.faults'],
+                            allow_failed_imports=False),
+        model=dict(
+            type='ImageClassifier',
+            backbone=dict(type='xcit_mm.XCiT', arch=TINY_ARCH,
+                          drop_path_rate=0.2),
+            head=dict(type='LinearClsHead', num_classes=2, in_channels=32,
+                      loss=dict(type='CrossEntropyLoss')),
+            data_preprocessor=dict(mean=[127.5] * 3, std=[127.5] * 3,
+                                   to_rgb=True)),
+        train_dataloader=dict(
+            batch_size=4, num_workers=num_workers,
+            persistent_workers=num_workers > 0,
+            dataset=dict(type='CustomDataset', data_root=data_root,
+                         pipeline=pipeline),
+            sampler=dict(type='DefaultSampler', shuffle=True)),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        optim_wrapper=dict(
+            optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
+        param_scheduler=[dict(type='CosineAnnealingLR', by_epoch=True,
+                              T_max=max_epochs, begin=0, end=max_epochs,
+                              convert_to_iter_based=True)],
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1)),
+        custom_hooks=[
+            dict(type='CheckpointHook', by_epoch=False,
+                 interval=iter_ckpt_interval, max_keep_ckpts=max_keep_ckpts),
+            *extra_hooks
+        ],
+        randomness=dict(seed=0, deterministic=True),
+        log_level='INFO',
+    )
+
+
+def write_config(path: str, cfg: dict) -> str:
+    """Write ``cfg`` as a Python config file."""
+    with open(path, 'w') as f:
+        for k, v in cfg.items():
+            f.write(f'{k} = {v!r}\n')
+    return path

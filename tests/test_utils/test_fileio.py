@@ -1,0 +1,101 @@
+"""Atomic writes and the choice of the checkpoint to resume from."""
+import os
+import time
+
+import pytest
+import torch
+from mmengine.fileio import get_file_backend
+from mmengine.logging import MMLogger
+
+import xcit_mm  # noqa: F401  (installs the backend)
+from xcit_mm.utils.fileio import (AtomicLocalBackend, atomic_write,
+                                  checkpoint_is_complete,
+                                  find_resume_checkpoint)
+
+
+def test_atomic_backend_is_mmengines_local_backend(tmp_path):
+    backend = get_file_backend(str(tmp_path / 'x.pth'))
+    assert isinstance(backend, AtomicLocalBackend)
+    backend.put(b'abc', str(tmp_path / 'sub' / 'x.pth'))
+    backend.put_text('hi', str(tmp_path / 'y.txt'))
+    assert (tmp_path / 'sub' / 'x.pth').read_bytes() == b'abc'
+    assert (tmp_path / 'y.txt').read_text() == 'hi'
+    mode = (tmp_path / 'y.txt').stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # not mkstemp's 0600
+
+
+
+def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / 'ckpt.pth'
+    atomic_write(b'old complete content', target)
+    real_fdopen = os.fdopen
+
+    class HalfFile:
+
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[:3])
+            raise OSError(28, 'No space left on device')
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(os, 'fdopen', lambda fd, mode: HalfFile(
+        real_fdopen(fd, mode)))
+    with pytest.raises(OSError, match='No space'):
+        atomic_write(b'new content that never completes', target)
+    assert target.read_bytes() == b'old complete content'
+    assert os.listdir(tmp_path) == ['ckpt.pth']  # no temp file left
+
+
+def _save(path, step):
+    torch.save({'meta': {'iter': step}, 'state_dict': {
+        'w': torch.full((1000, ), float(step))}}, path)
+
+
+def test_resume_skips_truncated_latest(tmp_path, capsys):
+    MMLogger.get_instance('test_fileio')
+    work = tmp_path / 'work'
+    work.mkdir()
+    _save(work / 'iter_3.pth', 3)
+    time.sleep(0.02)
+    _save(work / 'iter_6.pth', 6)
+    data = (work / 'iter_6.pth').read_bytes()
+    (work / 'iter_6.pth').write_bytes(data[:len(data) // 2])  # truncated
+    (work / 'last_checkpoint').write_text(str(work / 'iter_6.pth'))
+    assert 'truncated' in checkpoint_is_complete(str(work / 'iter_6.pth'))
+    assert checkpoint_is_complete(str(work / 'iter_3.pth')) is None
+    assert find_resume_checkpoint(str(work)) == str(work / 'iter_3.pth')
+    out = capsys.readouterr().out
+    assert 'Not resuming from' in out and 'iter_6.pth' in out
+
+
+def test_resume_pointer_to_deleted_file_and_corrupt_member(tmp_path):
+    work = tmp_path
+    _save(work / 'epoch_1.pth', 4)
+    # a flipped byte inside the stored tensor data fails its CRC
+    _save(work / 'epoch_2.pth', 8)
+    raw = bytearray((work / 'epoch_2.pth').read_bytes())
+    i = raw.index(torch.full((1, ), 8.).numpy().tobytes())
+    raw[i] ^= 0xFF
+    (work / 'epoch_2.pth').write_bytes(bytes(raw))
+    os.utime(work / 'epoch_2.pth', (time.time() + 5, time.time() + 5))
+    (work / 'last_checkpoint').write_text(str(work / 'iter_9.pth'))
+    assert 'corrupt' in checkpoint_is_complete(str(work / 'epoch_2.pth'))
+    assert find_resume_checkpoint(str(work)) == str(work / 'epoch_1.pth')
+
+
+def test_resume_nothing(tmp_path):
+    assert find_resume_checkpoint(str(tmp_path / 'none')) is None
+    (tmp_path / 'junk.pth').write_bytes(b'x')  # not a training checkpoint
+    assert find_resume_checkpoint(str(tmp_path)) is None

@@ -1,0 +1,11 @@
+"""Training-time components: hooks and loops (registered in
+:mod:`xcit_mm.registry`, scope ``xcit_mm``)."""
+from .hooks import *  # noqa: F401,F403
+from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,
+                    NonFiniteLossHook, ResourceMonitorHook)
+from .loops import ResumableEpochBasedTrainLoop
+
+__all__ = [
+    'AtomicCheckpointHook', 'CheckpointMatchHook', 'NonFiniteLossHook',
+    'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop'
+]

@@ -1,0 +1,107 @@
+"""Fail clearly when a checkpoint does not belong to the model."""
+import re
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from xcit_mm.registry import HOOKS
+from xcit_mm.utils.errors import CheckpointMismatchError
+
+MODES = ('strict', 'finetune')
+#: Model entries a checkpoint may lack without harm.
+IGNORED = re.compile(r'(^|\.)num_batches_tracked$')
+
+
+def compare_state_dicts(model_sd: Dict[str, torch.Tensor],
+                        ckpt_sd: Dict[str, torch.Tensor]) -> Dict[str, List]:
+    """Split the model's keys into loaded / missing / mismatched (shape),
+    and list the checkpoint's unexpected keys."""
+    loaded, missing, mismatched = [], [], []
+    for k, v in model_sd.items():
+        if k not in ckpt_sd:
+            if not IGNORED.search(k):
+                missing.append(k)
+        elif tuple(ckpt_sd[k].shape) != tuple(v.shape):
+            mismatched.append(f'{k}: checkpoint {tuple(ckpt_sd[k].shape)} '
+                              f'vs model {tuple(v.shape)}')
+        else:
+            loaded.append(k)
+    unexpected = [k for k in ckpt_sd if k not in model_sd]
+    return dict(loaded=loaded, missing=missing, mismatched=mismatched,
+                unexpected=unexpected)
+
+
+@HOOKS.register_module()
+class CheckpointMatchHook(Hook):
+    """Check every loaded checkpoint against the model before it is used.
+
+    mmengine's ``Runner.load_checkpoint`` and ``Runner.resume`` load with
+    ``strict=False``: a checkpoint of another model only logs warnings about
+    missing and mismatched keys, and the run goes on with random weights
+    (evaluating them, or resuming from them). This hook runs in
+    ``after_load_checkpoint``, before the weights are copied, and raises
+    :class:`CheckpointMismatchError` with the counts, examples and the fix:
+
+    - ``mode='strict'`` (``tools/test.py``, and every resume): each model
+      tensor must be in the checkpoint with its shape;
+    - ``mode='finetune'`` (``load_from`` in ``tools/train.py``): at least
+      ``min_loaded_ratio`` of the model's tensors must load (a new head of
+      another size is fine); the rest is logged.
+
+    Args:
+        mode (str): ``'strict'`` or ``'finetune'``. Defaults to ``'strict'``.
+        min_loaded_ratio (float): For ``'finetune'``. Defaults to 0.5.
+        revise_keys (list[tuple[str, str]]): Renames applied before the
+            comparison, as in ``Runner.load_checkpoint``. Defaults to
+            stripping ``module.``.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, mode: str = 'strict', min_loaded_ratio: float = 0.5,
+                 revise_keys: Sequence[Tuple[str, str]] = ((r'^module\.',
+                                                            ''), )) -> None:
+        if mode not in MODES:
+            raise ValueError(f'CheckpointMatchHook mode must be one of '
+                             f'{MODES}, got {mode!r}.')
+        self.mode = mode
+        self.min_loaded_ratio = min_loaded_ratio
+        self.revise_keys = list(revise_keys)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        ckpt_sd = checkpoint.get('state_dict', checkpoint)
+        for p, r in self.revise_keys:
+            ckpt_sd = {re.sub(p, r, k): v for k, v in ckpt_sd.items()}
+        ckpt_sd = {k: v for k, v in ckpt_sd.items() if torch.is_tensor(v)}
+        report = compare_state_dicts(model.state_dict(), ckpt_sd)
+        n_model = len(report['loaded']) + len(report['missing']) + len(
+            report['mismatched'])
+        resuming = getattr(runner, '_resume', False)
+        strict = self.mode == 'strict' or resuming
+        ok = (not report['missing'] and not report['mismatched']) if strict \
+            else len(report['loaded']) >= self.min_loaded_ratio * n_model
+        summary = (
+            f"{len(report['loaded'])} of the model's {n_model} tensors load; "
+            f"{len(report['missing'])} missing (e.g. "
+            f"{report['missing'][:3]}), {len(report['mismatched'])} with "
+            f"another shape (e.g. {report['mismatched'][:2]}), "
+            f"{len(report['unexpected'])} unexpected (e.g. "
+            f"{report['unexpected'][:3]})")
+        if ok:
+            if report['missing'] or report['mismatched']:
+                runner.logger.warning(f'Checkpoint vs model: {summary}.')
+            return
+        what = 'resume from' if resuming else (
+            'evaluate' if self.mode == 'strict' else 'fine-tune from')
+        raise CheckpointMismatchError(
+            f'The checkpoint does not match the model ({summary}), so there '
+            f'is nothing sound to {what}: it is probably a checkpoint of '
+            'another model or architecture. Pass the checkpoint that this '
+            'config trained, or convert official / timm XCiT weights with '
+            'tools/model_converters/xcit2mm.py; to start a backbone from '
+            "pretrained weights use model.backbone.init_cfg=dict(type="
+            "'Pretrained', checkpoint=PATH, prefix='backbone.').")

@@ -1,0 +1,263 @@
+"""Checks of a config before it is run: ``--cfg-options`` keys and the
+checkpoint files it names.
+
+mmengine's ``Config.merge_from_dict`` adds any key it is given, so a typo
+in ``--cfg-options model.backbone.drop_pth_rate=0.1`` silently trains
+without the intended change. :func:`check_cfg_options` accepts a key when
+
+1. it is already in the config; or
+2. its parent is a dict with a ``type`` whose class (looked up in the
+   registries, under the config's ``default_scope``) takes an argument of
+   that name, e.g. ``model.backbone.with_cp`` for ``xcit_mm.XCiT``, or
+   takes ``**kwargs`` all the way up its base classes; or
+3. its parent is a known untyped dict whose keys are constructor arguments
+   (``train_cfg`` of the loop, ``*_dataloader``, ``optim_wrapper``,
+   ``randomness``, a top-level Runner argument), or a free-form dict
+   (``model.train_cfg`` / ``model.test_cfg`` of mmdet, ``paramwise_cfg``,
+   ``custom_keys``, ``metainfo``, ``data_prefix``, ``backend_args``,
+   ``env_cfg``);
+
+and otherwise raises :class:`~xcit_mm.utils.errors.ConfigError` with the
+close names. ``--allow-new-keys`` (tools) or ``allow_new_keys=True`` turns
+the check off.
+"""
+import inspect
+import os.path as osp
+import re
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+from xcit_mm.utils.errors import (CheckpointNotFoundError, ConfigError,
+                                  close_names)
+
+#: Dicts whose keys are free-form: any new key is accepted.
+FREE_FORM = {'paramwise_cfg', 'custom_keys', 'metainfo', 'data_prefix',
+             'backend_args', 'env_cfg', 'mp_cfg', 'dist_cfg', 'meta',
+             'cfg', 'kwargs'}
+#: Dicts that are free-form only under a model (mmdet's rpn/rcnn cfgs).
+FREE_UNDER_MODEL = {'train_cfg', 'test_cfg'}
+#: Top-level keys that Runner.from_cfg / the tools read besides the
+#: Runner's own arguments.
+TOP_LEVEL = {'launcher', 'custom_imports', 'default_scope', 'tta_model',
+             'tta_pipeline', 'runner_type', 'activation_checkpointing',
+             'efficient_conv_bn_eval', 'compile', 'strategy', 'gpu_ids'}
+
+
+def _init_params(obj: Any) -> Tuple[Set[str], bool]:
+    """Argument names of a class (through ``**kwargs`` forwarding to its
+    bases) or function, and whether it accepts any keyword."""
+    names: Set[str] = set()
+    if inspect.isclass(obj):
+        chain = [c for c in obj.__mro__ if '__init__' in vars(c)
+                 and c is not object]
+        funcs = [vars(c)['__init__'] for c in chain]
+    else:
+        funcs = [obj]
+    for func in funcs:
+        try:
+            params = inspect.signature(func).parameters.values()
+        except (TypeError, ValueError):
+            return names, True
+        names |= {p.name for p in params if p.name != 'self' and p.kind
+                  not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            return names, False
+    return names, True
+
+
+def _resolve_type(type_: Any, scope: Optional[str]) -> List[Any]:
+    """Every registered class or function that ``type_`` names."""
+    if not isinstance(type_, str):
+        return [type_] if callable(type_) else []
+    import mmengine.registry as mmreg
+    found = []
+    for value in vars(mmreg).values():
+        if isinstance(value, mmreg.Registry) and value.parent is None:
+            try:
+                with value.switch_scope_and_registry(scope) as reg:
+                    obj = reg.get(type_)
+            except Exception:  # a library that cannot import is no match
+                obj = None
+            if obj is not None and obj not in found:
+                found.append(obj)
+    return found
+
+
+def _implicit_class(path: List[str], cfg: Any) -> Optional[Any]:
+    """The class built from an untyped well-known dict, or None."""
+    from mmengine.optim import OptimWrapper
+    from mmengine.runner import (EpochBasedTrainLoop, IterBasedTrainLoop,
+                                 TestLoop, ValLoop)
+    if len(path) != 1:
+        return None
+    key = path[0]
+    if key == 'train_cfg':
+        by_epoch = (cfg.get('train_cfg') or {}).get('by_epoch', False)
+        return EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
+    if key in ('val_cfg', 'test_cfg'):
+        return ValLoop if key == 'val_cfg' else TestLoop
+    if key == 'optim_wrapper':
+        return OptimWrapper
+    return None
+
+
+def _allowed_keys(node: dict, path: List[str], cfg: Any,
+                  scope: Optional[str]) -> Tuple[Set[str], bool]:
+    """(names that may be added to ``node``, whether anything may be)."""
+    from mmengine.runner import Runner
+    from torch.utils.data import DataLoader
+    if not path:
+        names, _ = _init_params(Runner)
+        return names | TOP_LEVEL, False
+    last = path[-1]
+    if last in FREE_FORM or (last in FREE_UNDER_MODEL and 'model' in path[:1]
+                             and len(path) > 1):
+        return set(), True
+    if 'type' in node:
+        classes = _resolve_type(node['type'], scope)
+        if not classes:  # an unknown type fails later, with suggestions
+            return set(), True
+        names: Set[str] = set()
+        for cls in classes:
+            more, open_ = _init_params(cls)
+            if open_:
+                return names | more, True
+            names |= more
+        return names, False
+    if last.endswith('dataloader') and len(path) == 1:
+        names, _ = _init_params(DataLoader)
+        return names | {'sampler', 'batch_sampler', 'collate_fn'}, False
+    if last == 'randomness' and len(path) == 1:
+        return {'seed', 'diff_rank_seed', 'deterministic'}, False
+    cls = _implicit_class(path, cfg)
+    if cls is not None:
+        names, open_ = _init_params(cls)
+        if last == 'train_cfg':
+            names |= {'by_epoch', 'type'}
+        return names - {'runner', 'dataloader'}, open_
+    return set(), False
+
+
+def _walk(cfg: Any, key: str) -> Iterator[Tuple[Any, List[str], str, bool]]:
+    """(node, path to node, next part, whether it exists) along ``key``."""
+    node, path = cfg, []
+    for part in key.split('.'):
+        if isinstance(node, (list, tuple)):
+            exists = part.isdigit() and int(part) < len(node)
+            yield node, path, part, exists
+            if not exists:
+                return
+            node = node[int(part)]
+        elif isinstance(node, dict):
+            exists = part in node
+            yield node, path, part, exists
+            if not exists:
+                return
+            node = node[part]
+        else:
+            yield node, path, part, False
+            return
+        path = path + [part]
+
+
+def check_cfg_options(cfg: Any, options: Dict[str, Any],
+                      allow_new_keys: bool = False) -> None:
+    """Reject ``--cfg-options`` keys that would silently add nothing useful.
+
+    See the module docstring for the rules.
+
+    Args:
+        cfg (Config): The config, before the options are merged.
+        options (dict): ``{'a.b.c': value}`` as ``DictAction`` parses them.
+        allow_new_keys (bool): Accept every key. Defaults to False.
+
+    Raises:
+        ConfigError: a key that is not in the config and not an argument of
+            the object it would configure, with close names.
+    """
+    if allow_new_keys or not options:
+        return
+    scope = cfg.get('default_scope')
+    cfg = getattr(cfg, '_cfg_dict', cfg)  # mmengine Config -> ConfigDict
+    for key in options:
+        for node, path, part, exists in _walk(cfg, key):
+            if exists:
+                continue
+            _check_new_key(cfg, key, node, path, part, scope)
+            rest = key.split('.')[len(path) + 1:]
+            if rest and len(path) == 0 and _is_structured(part):
+                # a new top-level dict whose keys are known (randomness...)
+                _check_new_key(cfg, key, {}, [part], rest[0], scope)
+            break  # deeper entries of an accepted new key are fine
+
+
+def _is_structured(top_key: str) -> bool:
+    return top_key in ('randomness', 'train_cfg', 'val_cfg', 'test_cfg',
+                       'optim_wrapper') or top_key.endswith('dataloader')
+
+
+def _check_new_key(cfg: Any, key: str, node: Any, path: List[str],
+                   part: str, scope: Optional[str]) -> None:
+    where = '.'.join(path) or 'the top level'
+    if isinstance(node, (list, tuple)):
+        raise ConfigError(
+            f'--cfg-options {key}: {where} is a list of {len(node)}, so '
+            f'{part!r} is not a valid index.')
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f'--cfg-options {key}: {where} is a {type(node).__name__} '
+            f'({node!r}), not a dict, so it has no {part!r}. Set {where} '
+            'itself instead.')
+    allowed, open_ = _allowed_keys(node, path, cfg, scope)
+    if open_ or part in allowed:
+        return
+    close = close_names(part, set(node) | allowed)
+    hint = (f" Did you mean {' or '.join(repr(c) for c in close)}?"
+            if close else '')
+    what = (f'{node["type"]!r} takes no argument {part!r}'
+            if 'type' in node else f'{where} has no key {part!r}')
+    raise ConfigError(
+        f'--cfg-options {key}: no such key in the config, and {what}.'
+        f'{hint} mmengine would add it silently and ignore it. Fix the key, '
+        'or pass --allow-new-keys to add it anyway.')
+
+
+#: Config keys whose string value is a checkpoint path.
+_CKPT_KEY = re.compile(r'(^|_)(checkpoint|ckpt|pretrained)(_path|_file)?$')
+
+
+def iter_checkpoint_paths(cfg: Any, prefix: str = ''
+                          ) -> Iterator[Tuple[str, str]]:
+    """(config key, local path) of every checkpoint file a config names:
+    ``init_cfg=dict(type='Pretrained', checkpoint=...)``, and any key such
+    as ``checkpoint``, ``teacher_ckpt``, ``pretrained`` with a string value
+    (e.g. a distillation teacher). URLs and ``open-mmlab://``-style names
+    are skipped."""
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            key = f'{prefix}.{k}' if prefix else str(k)
+            if (isinstance(v, str) and _CKPT_KEY.search(str(k)) and v
+                    and '://' not in v):
+                yield key, v
+            else:
+                yield from iter_checkpoint_paths(v, key)
+    elif isinstance(cfg, (list, tuple)):
+        for i, v in enumerate(cfg):
+            yield from iter_checkpoint_paths(v, f'{prefix}.{i}')
+
+
+def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
+                           ) -> None:
+    """Raise :class:`CheckpointNotFoundError` for the first checkpoint that
+    the config's ``keys`` name and that does not exist (e.g. a pretrained
+    backbone, or a distillation teacher)."""
+    for top in keys:
+        for key, path in iter_checkpoint_paths(cfg.get(top), top):
+            if not osp.isfile(osp.expanduser(path)):
+                role = ('teacher ' if 'teacher' in key.lower() else
+                        'pretrained ' if 'init_cfg' in key or 'pretrained'
+                        in key else '')
+                raise CheckpointNotFoundError(
+                    f'The {role}checkpoint {path} ({key} in the config) does '
+                    'not exist. Download or train it, convert official or '
+                    'timm XCiT weights with tools/model_converters/xcit2mm.py'
+                    f', or point the config at it: --cfg-options {key}=PATH.')

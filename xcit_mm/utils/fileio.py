@@ -1,0 +1,212 @@
+"""Crash-safe local files: atomic writes and picking a checkpoint to resume.
+
+mmengine 0.10.7 writes a checkpoint with ``open(path, 'wb').write(...)``
+(``LocalBackend.put``), so a job killed during the write leaves a truncated
+file under the final name. :class:`AtomicLocalBackend` writes to a temporary
+file in the same folder, flushes and fsyncs it, then renames it over the
+target (``os.replace`` is atomic on POSIX and Windows): a reader sees the old
+file or the complete new one, never a part. Importing ``xcit_mm`` registers
+it as mmengine's ``'local'`` backend (:func:`install_atomic_local_backend`),
+so ``Runner.save_checkpoint``, ``mmengine.dump`` and every hook that writes
+through ``get_file_backend`` are atomic. The ``last_checkpoint`` pointer and
+the order of deleting old checkpoints are fixed in
+:class:`xcit_mm.engine.AtomicCheckpointHook`.
+
+:func:`find_resume_checkpoint` is what ``tools/train.py --resume auto``
+uses: the newest *complete* checkpoint of a work dir, skipping (with a
+warning) a missing, truncated or corrupt one.
+"""
+import glob
+import logging
+import os
+import os.path as osp
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import List, Optional, Union
+
+from mmengine.fileio.backends import LocalBackend
+from mmengine.logging import print_log
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: New files get the usual permissions (mkstemp alone would give 0600).
+_FILE_MODE = 0o666 & ~_umask()
+#: Temporary files are ``.<name>.tmp-<pid>-<random>`` beside the target.
+TMP_PATTERN = re.compile(r'^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-\w+$')
+
+
+def atomic_write(data: Union[bytes, str], filepath: Union[str, Path],
+                 encoding: str = 'utf-8', fsync: bool = True) -> None:
+    """Write ``data`` to ``filepath`` so that it is complete or absent.
+
+    Args:
+        data (bytes | str): The content (str is encoded with ``encoding``).
+        filepath (str | Path): The target; its folder is created.
+        encoding (str): For str data. Defaults to 'utf-8'.
+        fsync (bool): Flush the file to disk before the rename, so that a
+            machine crash (not only a killed process) cannot leave an empty
+            file under the final name. Defaults to True.
+    """
+    filepath = str(filepath)
+    folder = osp.dirname(osp.abspath(filepath))
+    os.makedirs(folder, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode(encoding)
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f'.{osp.basename(filepath)}.tmp-{os.getpid()}-')
+    try:
+        if hasattr(os, 'fchmod'):
+            os.fchmod(fd, _FILE_MODE)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(data)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+        os.replace(tmp, filepath)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+    if fsync and hasattr(os, 'O_DIRECTORY'):  # make the rename durable
+        dir_fd = os.open(folder, os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        except OSError:  # some file systems refuse fsync on a folder
+            pass
+        finally:
+            os.close(dir_fd)
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's ``LocalBackend`` whose ``put`` / ``put_text`` are atomic
+    (see :func:`atomic_write`). Reading is unchanged."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        atomic_write(obj, filepath)
+
+    def put_text(self, obj: str, filepath: Union[str, Path],
+                 encoding: str = 'utf-8') -> None:
+        atomic_write(obj, filepath, encoding=encoding)
+
+
+def install_atomic_local_backend() -> None:
+    """Make :class:`AtomicLocalBackend` mmengine's backend for local paths.
+
+    Uses mmengine's public ``register_backend(..., force=True)``; backends
+    for other prefixes (``s3://``, ``http://``) are untouched.
+    """
+    from mmengine.fileio.backends import backends, register_backend
+    if backends.get('local') is not AtomicLocalBackend:
+        register_backend('local', AtomicLocalBackend, force=True,
+                         prefixes='')
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str) -> List[str]:
+    """Delete the temporary files that killed writers left in ``folder``.
+
+    Only files named by :func:`atomic_write` whose process is gone are
+    removed. Returns their paths.
+    """
+    removed = []
+    for path in glob.glob(osp.join(folder, '.*.tmp-*')):
+        m = TMP_PATTERN.match(osp.basename(path))
+        if m and int(m.group('pid')) != os.getpid() and not _pid_alive(
+                int(m.group('pid'))):
+            os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def checkpoint_is_complete(path: str) -> Optional[str]:
+    """Why ``path`` is not a complete checkpoint, or None when it is.
+
+    A torch checkpoint is a zip archive: a truncated file has no central
+    directory, and a corrupt member fails its CRC check. The check reads
+    the file once and unpickles nothing.
+    """
+    if not osp.isfile(path):
+        return 'it does not exist'
+    size = osp.getsize(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except zipfile.BadZipFile:
+        return f'it is truncated or not a checkpoint ({size} bytes)'
+    except OSError as e:
+        return f'it cannot be read ({e})'
+    if bad is not None:
+        return f'its member {bad!r} is corrupt'
+    return None
+
+
+def _checkpoint_files(work_dir: str) -> List[str]:
+    """``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir``, newest first."""
+    files = [
+        p for p in glob.glob(osp.join(work_dir, '*.pth'))
+        if re.match(r'^(epoch|iter)_\d+\.pth$', osp.basename(p))
+    ]
+    return sorted(files, key=lambda p: (osp.getmtime(p), p), reverse=True)
+
+
+def find_resume_checkpoint(work_dir: str) -> Optional[str]:
+    """The newest complete checkpoint of ``work_dir``, or None.
+
+    The file named by ``work_dir/last_checkpoint`` comes first, then the
+    ``epoch_*.pth`` and ``iter_*.pth`` files from newest to oldest. A
+    candidate that is missing, truncated or corrupt is skipped with a
+    warning. Temporary files left by a killed save are deleted.
+
+    Args:
+        work_dir (str): The training work dir.
+
+    Returns:
+        str | None: The checkpoint to resume from; None when there is none
+        (training then starts from scratch).
+    """
+    if not osp.isdir(work_dir):
+        return None
+    for path in remove_stale_temp_files(work_dir):
+        print_log(f'Removed {path}, a partial checkpoint left by a killed '
+                  'save.', logger='current')
+    candidates = []
+    pointer = osp.join(work_dir, 'last_checkpoint')
+    if osp.isfile(pointer):
+        with open(pointer) as f:
+            target = f.read().strip()
+        if target:
+            # mmengine stores the path as written at save time; a moved
+            # work dir still has the file beside the pointer
+            if not osp.isfile(target) and osp.isfile(
+                    osp.join(work_dir, osp.basename(target))):
+                target = osp.join(work_dir, osp.basename(target))
+            candidates.append(target)
+    candidates += [p for p in _checkpoint_files(work_dir)
+                   if osp.abspath(p) not in map(osp.abspath, candidates)]
+    for path in candidates:
+        problem = checkpoint_is_complete(path)
+        if problem is None:
+            return path
+        print_log(f'Not resuming from {path}: {problem}. Trying the '
+                  'previous checkpoint.', logger='current',
+                  level=logging.WARNING)
+    if candidates:
+        print_log(f'No complete checkpoint in {work_dir}: training starts '
+                  'from scratch.', logger='current',
+                  level=logging.WARNING)
+    return None
