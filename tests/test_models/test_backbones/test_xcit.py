@@ -22,7 +22,8 @@ def build_classifier(arch: str, patch: int, num_classes: int = 1000):
     cfg.backbone.update(arch=arch, patch_size=patch, drop_path_rate=0.)
     cfg.head.update(in_channels=resolve_arch(arch)['embed_dims'],
                     num_classes=num_classes)
-    return MMPRETRAIN_MODELS.build(cfg)
+    # _scope_: independent of a default scope left by an earlier Runner
+    return MMPRETRAIN_MODELS.build(dict(cfg, _scope_='mmpretrain'))
 
 
 @pytest.mark.parametrize('arch,stem,patch', PAIRS,
