@@ -128,15 +128,17 @@ def check_inputs(cfg: Config) -> list:
     Returns the data loader keys the run uses."""
     loaders = ['train_dataloader'] + (
         ['val_dataloader'] if cfg.get('val_cfg') else [])
-    check_data_paths(cfg, loaders)
-    check_checkpoint_paths(cfg)
     if cfg.get('load_from') and not osp.isfile(cfg.load_from) and \
             '://' not in cfg.load_from:
         what = 'resume from' if cfg.get('resume') else 'load_from'
         raise CheckpointNotFoundError(
-            f'The checkpoint to {what}, {cfg.load_from}, does not exist. '
-            'Check the path; --resume without a path takes the newest '
-            'complete checkpoint of the work dir.')
+            f'The {what} checkpoint {cfg.load_from!r} does not exist. Check '
+            'the path, train or convert that checkpoint first '
+            '(tools/model_converters/xcit2mm.py), or pass another with '
+            '--cfg-options load_from=PATH; --resume without a path takes '
+            'the newest complete checkpoint of the work dir.')
+    check_checkpoint_paths(cfg)
+    check_data_paths(cfg, loaders)
     return loaders
 
 

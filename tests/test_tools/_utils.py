@@ -13,6 +13,9 @@ def tool_env(**extra) -> dict:
     env['PYTHONPATH'] = os.pathsep.join(
         [REPO] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
     env['OMP_NUM_THREADS'] = '1'  # tiny models: threads only add overhead
+    # tools/dist_*.sh start $PYTHON: the interpreter running the tests, not
+    # whatever `python` is first on PATH (CI does not activate the venv)
+    env['PYTHON'] = sys.executable
     env.update(extra)
     return env
 

@@ -124,8 +124,10 @@ def test_missing_imagenet_fails_with_instructions(tmp_path):
         f'train_dataloader.dataset.data_root={missing}'
     ])
     assert proc.returncode == 1, explain(proc)
+    # the message is wrapped to the terminal: compare it with spaces joined
+    message = ' '.join(proc.stderr.split())
     assert f"ImageNet data not found: '{missing}/train' does not exist" \
-        in proc.stderr
+        in message
     assert 'n01440764' in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert not glob.glob(str(tmp_path / 'work' / '*.pth'))
@@ -137,6 +139,7 @@ def test_missing_load_from_fails_early(tmp_path):
         '--work-dir', str(tmp_path / 'work')
     ])
     assert proc.returncode == 1, explain(proc)
+    message = ' '.join(proc.stderr.split())
     assert "load_from checkpoint 'work_dirs/xcit-n12-p16_in1k-dist/" \
-        in proc.stderr and '--cfg-options load_from=PATH' in proc.stderr
+        in message and '--cfg-options load_from=PATH' in message
     assert 'Traceback' not in proc.stderr

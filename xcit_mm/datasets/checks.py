@@ -13,6 +13,7 @@ import os.path as osp
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 from xcit_mm.utils.errors import AnnotationError, DataNotFoundError
+from xcit_mm.datasets.imagenet import check_image_folder
 
 
 def iter_dataset_cfgs(cfg: Any, loader_keys: Sequence[str]
@@ -63,6 +64,11 @@ def check_data_paths(cfg: Any, loader_keys: Sequence[str]) -> None:
     """
     for key, ds in iter_dataset_cfgs(cfg, loader_keys):
         root = ds.get('data_root') or ''
+        if str(ds.get('type', '')).split('.')[-1] == 'ImageNet' and \
+                not _is_remote(root, ds):
+            # ImageNet's own check says how to prepare the data set
+            check_image_folder(root, ds.get('data_prefix') or ds.get(
+                'split', ''), ds.get('ann_file') or '')
         if root and not _is_remote(root, ds) and not osp.isdir(root):
             raise DataNotFoundError(_missing(
                 f'{key}.data_root', root, 'data set folder', key))

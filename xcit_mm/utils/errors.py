@@ -155,10 +155,29 @@ def registry_suggestions(name: str, registry_name: str,
 
 
 def _one_paragraph(text: str, width: int = 79) -> str:
-    text = ' '.join(str(text).split())
-    # never split a path or a config key across lines
-    return textwrap.fill(text, width=width, subsequent_indent='  ',
-                         break_long_words=False, break_on_hyphens=False)
+    """Fill prose to ``width``; keep indented lines (a folder tree, a
+    command) as they are, indented under the first line."""
+    out, prose = [], []
+
+    def flush():
+        if prose:
+            # never split a path or a config key across lines
+            out.append(textwrap.fill(
+                ' '.join(' '.join(prose).split()), width=width,
+                initial_indent='  ' if out else '', subsequent_indent='  ',
+                break_long_words=False, break_on_hyphens=False))
+            prose.clear()
+
+    for line in str(text).splitlines():
+        if line[:1].isspace() and line.strip():
+            flush()
+            out.append('  ' + line.rstrip())
+        elif not line.strip():
+            flush()
+        else:
+            prose.append(line)
+    flush()
+    return '\n'.join(out)
 
 
 def explain_exception(exc: BaseException) -> Optional[str]:
