@@ -101,6 +101,8 @@ def parse_args(argv=None):
                         choices=['auto', 'cpu', 'cuda'])
     parser.add_argument('--channels-last', action='store_true',
                         help='models and inputs in channels-last format')
+    parser.add_argument('--tf32', action='store_true',
+                        help='CUDA: allow TF32 matmuls/convs in fp32 runs')
     parser.add_argument(
         '--models', default='timm,xcit_mm',
         help=f'comma-separated, from {MODEL_CHOICES} (xcit_mm_ref: xcit_mm '
@@ -180,11 +182,12 @@ def parse_arch(arch: str) -> Tuple[dict, Optional[str]]:
 class CpuMemory:
     """Peak RSS of this process between :meth:`reset` and :meth:`peak`.
 
-    During a measurement glibc is told to serve (and return on free) every
-    block of 64 KiB or more with mmap, so that RSS follows the live tensors
-    instead of keeping freed memory in the heap. :meth:`peak` restores a
-    32 MiB threshold (glibc's own upper bound) so that timed runs allocate
-    as usual.
+    :meth:`reset` returns the free heap pages to the system
+    (``malloc_trim``), so that memory the measured call reuses counts again
+    when it is touched, and during the measurement glibc serves (and returns
+    on free) every block of 64 KiB or more with mmap, so that RSS follows the
+    live tensors. :meth:`peak` restores a 32 MiB threshold (glibc's own upper
+    bound) so that timed runs allocate as usual.
     """
     M_MMAP_THRESHOLD = -3
 
@@ -209,6 +212,8 @@ class CpuMemory:
 
     def reset(self) -> int:
         """Reset the peak to the current RSS; return the current RSS."""
+        if self.libc is not None:
+            self.libc.malloc_trim(0)
         self._mmap_threshold(64 * 1024)
         try:
             with open('/proc/self/clear_refs', 'w') as f:
@@ -749,8 +754,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     if device.type == 'cuda':
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        torch.backends.cudnn.allow_tf32 = args.tf32
         torch.backends.cudnn.benchmark = True
     cpu_mem = CpuMemory()
     env = environment(device)
