@@ -4,6 +4,7 @@ from .checkpoint import (CheckpointError, UnsafeCheckpointError,
 from .errors import MissingFileError, XCiTMMError, explain_exception
 from .fileio import (AtomicLocalBackend, atomic_write,
                      find_resume_checkpoint, install_atomic_local_backend)
+from .flops import get_model_complexity
 from .launch import setup_cpu_distributed
 
 __all__ = [
@@ -11,5 +12,5 @@ __all__ = [
     'install_safe_checkpoint_loader', 'safe_load', 'MissingFileError',
     'XCiTMMError', 'explain_exception', 'AtomicLocalBackend', 'atomic_write',
     'find_resume_checkpoint', 'install_atomic_local_backend',
-    'setup_cpu_distributed'
+    'get_model_complexity', 'setup_cpu_distributed'
 ]

@@ -11,7 +11,8 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.utils.checkpoint import checkpoint
 
 from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
-                                   PositionalEncodingFourier, XCABlock)
+                                   PositionalEncodingFourier, XCABlock,
+                                   check_impl)
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 
@@ -127,6 +128,12 @@ class XCiT(BaseModule):
             Frozen norm layers stay in eval mode. Defaults to -1.
         with_cp (bool): Gradient checkpointing of each block. Defaults to
             False.
+        impl (str): ``'fast'``: the same function with fewer kernels and
+            copies (a hand-written XCA backward in eager, a formulation that
+            ``torch.compile`` fuses, channels-last patch embedding); or
+            ``'reference'``: the direct transcription of the official code.
+            Same parameters, outputs equal to float rounding (tested).
+            Defaults to ``'fast'``.
         init_cfg (dict, optional): ``dict(type='Pretrained', checkpoint=PATH,
             prefix='backbone.')`` loads an xcit_mm, official or timm
             checkpoint (converted on the fly) and logs the loaded / missing /
@@ -151,8 +158,10 @@ class XCiT(BaseModule):
                  norm_cfg: dict = dict(type='BN'),
                  frozen_stages: int = -1,
                  with_cp: bool = False,
+                 impl: str = 'fast',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
+        self.impl = check_impl(impl)
         self.arch_settings = resolve_arch(arch)
         if patch_size not in (8, 16):
             raise ConfigError(
@@ -184,12 +193,13 @@ class XCiT(BaseModule):
             self.out_indices.append(j)
 
         self.patch_embed = ConvPatchEmbed(C, patch_size, in_channels,
-                                          norm_cfg)
+                                          norm_cfg, impl)
         self.pos_embed = PositionalEncodingFourier(C)
         self.pos_drop = nn.Dropout(drop_rate)
         self.blocks = nn.ModuleList([
             XCABlock(C, self.num_heads, s['mlp_ratio'], qkv_bias, drop_rate,
-                     attn_drop_rate, drop_path_rate, s['eta'], norm_cfg)
+                     attn_drop_rate, drop_path_rate, s['eta'], norm_cfg,
+                     impl)
             for _ in range(self.depth)
         ])
         # The classification part exists only where it is used, so dense
@@ -200,7 +210,7 @@ class XCiT(BaseModule):
             self.cls_attn_blocks = nn.ModuleList([
                 ClassAttentionBlock(C, self.num_heads, s['mlp_ratio'],
                                     qkv_bias, drop_rate, attn_drop_rate,
-                                    s['eta'], s['tokens_norm'])
+                                    s['eta'], s['tokens_norm'], impl)
                 for _ in range(2)
             ])
             self.norm = nn.LayerNorm(C, eps=1e-6)

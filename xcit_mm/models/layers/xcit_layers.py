@@ -8,8 +8,15 @@ of the official ``pos_embeder``. The converter in
 
 Shapes use B (batch), N (tokens), C (channels), h (heads), d = C / h
 (channels per head), Hp x Wp (the patch grid).
+
+Every block takes ``impl``: ``'fast'`` (default) or ``'reference'``. Both
+compute the same function with the same parameters; ``'fast'`` uses fewer
+kernels and copies (see :mod:`xcit_mm.models.layers.fast_xca`), and
+``'reference'`` is the direct transcription of the official code, kept for
+parity tests and as the path that returns attention maps.
 """
 import math
+from collections import OrderedDict
 from typing import Optional, Tuple
 
 import torch
@@ -18,8 +25,20 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
+from .fast_xca import is_compiling, xca_fast
+
 #: LayerNorm epsilon used everywhere in XCiT.
 LN_EPS = 1e-6
+
+#: Implementations of the blocks (same numbers, see the module docstring).
+IMPLS = ('fast', 'reference')
+
+
+def check_impl(impl: str) -> str:
+    """Return ``impl`` if it is a valid block implementation, else raise."""
+    if impl not in IMPLS:
+        raise ValueError(f'XCiT impl must be one of {IMPLS}, got {impl!r}.')
+    return impl
 
 
 def _norm(norm_cfg: dict, channels: int) -> nn.Module:
@@ -41,6 +60,9 @@ class PositionalEncodingFourier(nn.Module):
         temperature (float): Frequency base. Defaults to 10000.
     """
 
+    #: How many (H, W, device) Fourier feature maps to keep.
+    cache_size = 8
+
     def __init__(self, dim: int, hidden_dim: int = 32,
                  temperature: float = 10000.):
         super().__init__()
@@ -49,6 +71,29 @@ class PositionalEncodingFourier(nn.Module):
         self.temperature = temperature
         self.scale = 2 * math.pi
         self.eps = 1e-6
+        # parameter-free features by (H, W, device); not part of state_dict
+        self._cache: 'OrderedDict[tuple, torch.Tensor]' = OrderedDict()
+
+    def cached_fourier_features(self, H: int, W: int,
+                                device: torch.device) -> torch.Tensor:
+        """:meth:`fourier_features`, memoised per (H, W, device).
+
+        The features hold no parameter, so a grid size seen before costs a
+        dict lookup instead of ~15 small kernels. Under ``torch.compile`` or
+        tracing they are recomputed (the compiler folds them).
+        """
+        if is_compiling() or torch.jit.is_tracing():
+            return self.fourier_features(H, W, device)
+        key = (H, W, device)
+        pos = self._cache.get(key)
+        # a tensor made under inference_mode cannot be saved for backward
+        if pos is None or (pos.is_inference()
+                           and not torch.is_inference_mode_enabled()):
+            pos = self.fourier_features(H, W, device)
+            self._cache[key] = pos
+            if len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return pos
 
     def fourier_features(self, H: int, W: int,
                          device: torch.device) -> torch.Tensor:
@@ -77,7 +122,8 @@ class PositionalEncodingFourier(nn.Module):
     def forward(self, H: int, W: int) -> torch.Tensor:
         """Return the encoding as (1, H * W, dim) tokens."""
         weight = self.token_projection.weight
-        pos = self.fourier_features(H, W, weight.device).to(weight.dtype)
+        pos = self.cached_fourier_features(H, W,
+                                           weight.device).to(weight.dtype)
         pos = self.token_projection(pos)  # (1, dim, H, W)
         return pos.flatten(2).transpose(1, 2)  # (1, H * W, dim)
 
@@ -88,16 +134,23 @@ class ConvPatchEmbed(nn.Module):
     p16: 3 -> C/8 -> C/4 -> C/2 -> C; p8: 3 -> C/4 -> C/2 -> C, with GELU
     between the conv+norm pairs and none after the last.
 
+    With ``impl='fast'`` the convs run in channels-last memory format (faster
+    with oneDNN on the CPU and with cuDNN at reduced precision), and the
+    (B, N, C) tokens are then a view of the last conv's output, not a copy.
+
     Args:
         embed_dims (int): Output channels C.
         patch_size (int): 16 or 8.
         in_channels (int): Input channels. Defaults to 3.
         norm_cfg (dict): Norm after each conv. Defaults to ``dict(type='BN')``.
+        impl (str): ``'fast'`` or ``'reference'``. Defaults to ``'fast'``.
     """
 
     def __init__(self, embed_dims: int, patch_size: int = 16,
-                 in_channels: int = 3, norm_cfg: dict = dict(type='BN')):
+                 in_channels: int = 3, norm_cfg: dict = dict(type='BN'),
+                 impl: str = 'fast'):
         super().__init__()
+        self.impl = check_impl(impl)
         if patch_size not in (8, 16):
             raise ValueError(
                 f'XCiT patch_size must be 8 or 16, got {patch_size!r}.')
@@ -117,6 +170,8 @@ class ConvPatchEmbed(nn.Module):
         self.patch_size = patch_size
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
+        if self.impl == 'fast':
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.proj(x)  # (B, C, Hp, Wp)
         Hp, Wp = x.shape[2:]
         return x.flatten(2).transpose(1, 2), (Hp, Wp)  # (B, N, C)
@@ -181,11 +236,17 @@ class XCA(nn.Module):
         qkv_bias (bool): Bias in the fused qkv projection. Defaults to True.
         attn_drop (float): Dropout on the attention matrix. Defaults to 0.
         proj_drop (float): Dropout after ``proj``. Defaults to 0.
+        impl (str): ``'fast'`` (:func:`~xcit_mm.models.layers.fast_xca.
+            xca_fast`) or ``'reference'`` (:func:`xca_attention`). The fast
+            path falls back to the reference one for ``return_attn=True`` and
+            for attention dropout in training. Defaults to ``'fast'``.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
-                 attn_drop: float = 0., proj_drop: float = 0.):
+                 attn_drop: float = 0., proj_drop: float = 0.,
+                 impl: str = 'fast'):
         super().__init__()
+        self.impl = check_impl(impl)
         self.num_heads = num_heads
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
@@ -195,6 +256,10 @@ class XCA(nn.Module):
 
     def forward(self, x: torch.Tensor,
                 return_attn: bool = False) -> torch.Tensor:
+        if (self.impl == 'fast' and not return_attn
+                and not (self.training and self.attn_drop.p > 0)):
+            out = xca_fast(self.qkv(x), self.temperature, self.num_heads)
+            return self.proj_drop(self.proj(out))  # (B, N, C)
         B, N, C = x.shape
         h = self.num_heads
         qkv = self.qkv(x).reshape(B, N, 3, h, C // h)
@@ -251,10 +316,11 @@ class XCABlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.,
                  qkv_bias: bool = True, drop: float = 0.,
                  attn_drop: float = 0., drop_path: float = 0.,
-                 eta: float = 1., norm_cfg: dict = dict(type='BN')):
+                 eta: float = 1., norm_cfg: dict = dict(type='BN'),
+                 impl: str = 'fast'):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.attn = XCA(dim, num_heads, qkv_bias, attn_drop, drop)
+        self.attn = XCA(dim, num_heads, qkv_bias, attn_drop, drop, impl)
         self.norm3 = nn.LayerNorm(dim, eps=LN_EPS)
         self.local_mp = LPI(dim, norm_cfg)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
@@ -285,8 +351,9 @@ class ClassAttentionBlock(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.,
                  qkv_bias: bool = True, drop: float = 0.,
                  attn_drop: float = 0., eta: Optional[float] = 1.,
-                 tokens_norm: bool = False):
+                 tokens_norm: bool = False, impl: str = 'fast'):
         super().__init__()
+        self.impl = check_impl(impl)
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = ClassAttention(dim, num_heads, qkv_bias, attn_drop, drop)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
@@ -296,6 +363,8 @@ class ClassAttentionBlock(nn.Module):
         self.tokens_norm = tokens_norm
 
     def forward(self, x: torch.Tensor, return_attn: bool = False):
+        if self.impl == 'fast' and not return_attn:
+            return self._forward_fast(x)
         x_norm1 = self.norm1(x)
         cls, attn = self.attn(x_norm1, return_attn=True)
         x = x + self.gamma1 * torch.cat([cls, x_norm1[:, 1:]], dim=1)
@@ -306,3 +375,16 @@ class ClassAttentionBlock(nn.Module):
         cls = x[:, :1] + self.gamma2 * self.mlp(x[:, :1])
         x = torch.cat([cls, 2 * x[:, 1:]], dim=1)  # patch tokens: x + x
         return (x, attn) if return_attn else x
+
+    def _forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """The same as the reference, with the class token and the patch
+        tokens kept apart until the end (one ``cat`` instead of three; the
+        norms act per token, so splitting them changes nothing)."""
+        x_norm1 = self.norm1(x)
+        cls = x[:, :1] + self.gamma1 * self.attn(x_norm1)  # (B, 1, C)
+        patches = x[:, 1:] + self.gamma1 * x_norm1[:, 1:]  # (B, N - 1, C)
+        cls = self.norm2(cls)
+        if self.tokens_norm:
+            patches = self.norm2(patches)
+        cls = cls + self.gamma2 * self.mlp(cls)
+        return torch.cat([cls, 2 * patches], dim=1)  # patch tokens: x + x
