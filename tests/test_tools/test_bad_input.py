@@ -34,7 +34,7 @@ def data(tmp_path_factory):
                              per_class=2)
 
 
-def _config(tmp_path, data_root, **changes):
+def _config(tmp_path, data_root, name='cfg.py', **changes):
     cfg = tiny_train_cfg(data_root, max_epochs=1)
     cfg.pop('custom_imports')
     cfg['custom_hooks'] = []
@@ -54,7 +54,7 @@ def _config(tmp_path, data_root, **changes):
         for p in parents:
             node = node[p]
         node[last] = value
-    return write_config(str(tmp_path / 'cfg.py'), cfg)
+    return write_config(str(tmp_path / name), cfg)
 
 
 def _fails(capsys, tool, argv, *expected):
@@ -237,7 +237,9 @@ def test_empty_or_unreadable_image(tmp_path, capsys):
            'empty.png: it is empty (0 bytes)', "on_error='skip'")
     # skip, by config: training goes on with a warning per bad file
     pipeline[0]['on_error'] = 'skip'
-    cfg = _config(tmp_path, data,
+    # another file name: mmengine names a run's global instances (message
+    # hub, scope, visualizer) after the config and the second it started
+    cfg = _config(tmp_path, data, name='cfg_skip.py',
                   train_dataloader__dataset__pipeline=pipeline)
     TRAIN.main(_train(tmp_path, cfg))
     out = capsys.readouterr().out
