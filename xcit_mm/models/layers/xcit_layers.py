@@ -261,10 +261,10 @@ class XCA(nn.Module):
         qkv_bias (bool): Bias in the fused qkv projection. Defaults to True.
         attn_drop (float): Dropout on the attention matrix. Defaults to 0.
         proj_drop (float): Dropout after ``proj``. Defaults to 0.
-        impl (str): ``'fast'`` (:func:`~xcit_mm.models.layers.fast_xca.
-            xca_fast`) or ``'reference'`` (:func:`xca_attention`). The fast
-            path falls back to the reference one for ``return_attn=True`` and
-            for attention dropout in training. Defaults to ``'fast'``.
+        impl (str): ``'fast'`` (see :mod:`xcit_mm.models.layers.fast_xca`)
+            or ``'reference'`` (:func:`xca_attention`). The fast path falls
+            back to the reference one for ``return_attn=True`` and for
+            attention dropout in training. Defaults to ``'fast'``.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
