@@ -139,4 +139,8 @@ def test_benchmark_smoke(tmp_path):
     assert [s['img_size'] for s in scaling['rows']] == [32, 64]
     assert set(scaling['rows'][0]['models']) == {'xcit_mm', 'timm', 'vit'}
     assert set(scaling['growth']) == {'xcit_mm', 'timm', 'vit'}
+    for v in scaling['rows'][-1]['models'].values():
+        assert v['ms'] > 0 and v['cpu_ms'] > 0
+        if v.get('peak_mib') is not None:
+            assert 0 <= v['activation_mib'] <= v['peak_mib']
     assert osp.isfile(out)

@@ -30,7 +30,10 @@ and final norm included), over ``--sizes``, for xcit_mm's and timm's XCiT
 and a ViT (``--vit``, timm ``deit_small_patch16_224`` with
 ``dynamic_img_size=True``). It prints time and peak memory per size and the
 growth exponent b of ``time ~ tokens^b`` over the largest sizes: about 1 for
-XCiT (attention linear in the tokens) and towards 2 for the ViT.
+XCiT (attention linear in the tokens) and towards 2 for the ViT. Memory is
+reported as the peak and, in parentheses, the activations alone (peak minus
+weights and input); a ViT's memory grows quadratically only with
+``--vit-attn math``, since fused attention never stores the N x N matrix.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU, the
 peak resident set size (``VmHWM`` in ``/proc/self/status``, reset through
@@ -135,6 +138,11 @@ def parse_args(argv=None):
     parser.add_argument('--vit', default='deit_small_patch16_224',
                         help='timm ViT baseline of the scaling mode (built '
                         'with dynamic_img_size=True)')
+    parser.add_argument('--vit-attn', default='fused',
+                        choices=['fused', 'math'],
+                        help='ViT attention: fused (scaled_dot_product_'
+                        'attention, never stores the N x N matrix) or math '
+                        '(softmax(q k^T) v, stores it)')
     parser.add_argument('--scaling-iters', type=int, default=None,
                         help='timed iterations per size (default: '
                         'min(--iters, 5))')
@@ -615,8 +623,11 @@ def run_scaling(args, device, cpu_mem) -> dict:
                 models[name] = (Features(m, True) if name == 'timm' else
                                 Features(m.model.backbone, False))
     if 'vit' in args.scaling_models:
+        from timm.layers import set_fused_attn
+        set_fused_attn(args.vit_attn == 'fused')  # read at construction
         vit = timm.create_model(args.vit, pretrained=False,
                                 dynamic_img_size=True)
+        set_fused_attn(True)
         models['vit'] = Features(vit, True)
     names = [m for m in args.scaling_models if m in models]
     amp = DTYPES[args.dtype]
@@ -657,6 +668,8 @@ def run_scaling(args, device, cpu_mem) -> dict:
                     tensor_bytes([x])
                 v['peak_mib'] = measure_peak(calls[k], device, static,
                                              cpu_mem)
+                if v['peak_mib'] is not None:  # without weights and input
+                    v['activation_mib'] = v['peak_mib'] - static / MIB
             row['models'][k] = v
         # the ViT always uses patch 16
         row['vit_tokens'] = (size // 16)**2
@@ -676,7 +689,7 @@ def growth_exponents(rows: List[dict], names: List[str]) -> Dict[str, dict]:
         tok_key = 'vit_tokens' if k == 'vit' else 'tokens'
         xs = [math.log(r[tok_key]) for r in use]
         out[k] = {}
-        for metric in ('ms', 'cpu_ms', 'peak_mib'):
+        for metric in ('ms', 'cpu_ms', 'activation_mib'):
             vals = [r['models'][k].get(metric) for r in use]
             if any(v is None or v <= 0 for v in vals):
                 continue
@@ -696,7 +709,7 @@ def print_scaling(res: dict, args, device) -> str:
     head = ['size', 'tokens']
     for k in names:
         head += [f'{k} ms'] + ([f'{k} CPU ms'] if cpu else []) + \
-            [f'{k} MiB']
+            [f'{k} MiB (act.)']
     lines.append('| ' + ' | '.join(head) + ' |')
     lines.append('|' + '---|' * len(head))
     for r in res['rows']:
@@ -707,11 +720,12 @@ def print_scaling(res: dict, args, device) -> str:
             if cpu:
                 cells.append(f'{v["cpu_ms"]:.1f}')
             p = v.get('peak_mib')
-            cells.append('-' if p is None else f'{p:.0f}')
+            cells.append('-' if p is None else
+                         f'{p:.0f} ({v["activation_mib"]:.0f})')
         lines.append('| ' + ' | '.join(cells) + ' |')
     if res['growth']:
-        lines.append('\ngrowth exponent b (time or memory ~ tokens^b, '
-                     'largest sizes): ' + '; '.join(
+        lines.append('\ngrowth exponent b (time or activation memory ~ '
+                     'tokens^b, largest sizes): ' + '; '.join(
                          f'{k}: ' + ', '.join(f'{m} {b:.2f}'
                                               for m, b in g.items())
                          for k, g in res['growth'].items()))

@@ -135,8 +135,10 @@ def test_model_forward_backward_matches_reference(device, out_type):
         assert relative_error(grad_f[name], grad_r[name]) < 1e-4, name
 
 
-@pytest.mark.parametrize('rates', [dict(drop_path_rate=0.3),
-                                   dict(drop_path_rate=0.3, attn_drop_rate=0.2)])
+@pytest.mark.parametrize(
+    'rates',
+    [dict(drop_path_rate=0.3),
+     dict(drop_path_rate=0.3, attn_drop_rate=0.2)])
 def test_stochastic_layers_consume_the_same_randomness(rates):
     """Drop path (fast XCA) and attention dropout (the fast model falls back
     to the reference XCA): the same random numbers, the same output."""

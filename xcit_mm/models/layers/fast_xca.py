@@ -73,8 +73,8 @@ def xca_ops(qkv: torch.Tensor, temperature: torch.Tensor,
     acc = _acc_dtype(qkv.dtype)
     with torch.autocast(device_type=qkv.device.type, enabled=False):
         q, k = q.to(acc), k.to(acc)
-        rq = q.square().sum(dim=-2).sqrt().clamp_min(NORM_EPS)  # (B, h, d)
-        rk = k.square().sum(dim=-2).sqrt().clamp_min(NORM_EPS)
+        rq = (q * q).sum(dim=-2).sqrt().clamp_min(NORM_EPS)  # (B, h, d)
+        rk = (k * k).sum(dim=-2).sqrt().clamp_min(NORM_EPS)
         gram = q.transpose(-2, -1) @ k  # (B, h, d, d)
         cos = gram * (rq.reciprocal()[..., :, None] *
                       rk.reciprocal()[..., None, :])
@@ -104,7 +104,7 @@ class XCAFunction(torch.autograd.Function):
             qk = t[:2].to(acc)  # (2, B, h, N, d), a view when acc == dtype
             # L2 norms along the tokens; square-and-sum is about twice as
             # fast as linalg.vector_norm over a non-innermost dim on the CPU
-            norms = qk.square().sum(dim=-2).sqrt()  # (2, B, h, d)
+            norms = (qk * qk).sum(dim=-2).sqrt()  # (2, B, h, d)
             r = norms.clamp_min(NORM_EPS).reciprocal()
             q = qk[0].view(B * h, N, d)
             k = qk[1].view(B * h, N, d)

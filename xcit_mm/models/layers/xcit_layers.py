@@ -46,6 +46,21 @@ def _norm(norm_cfg: dict, channels: int) -> nn.Module:
     return build_norm_layer(norm_cfg, channels)[1]
 
 
+def act_channels_last(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply an element-wise module to an NCHW map stored channels-last.
+
+    On the CPU, PyTorch's GELU takes a scalar kernel for channels-last
+    strides (about 3x slower here for the patch embedding's maps, and not
+    bit-identical to the NCHW result); the NHWC view of the same memory is
+    contiguous and takes the vectorised kernel, which gives exactly the NCHW
+    numbers. A view in and a view out: no copy.
+    """
+    if (x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)):
+        return act(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return act(x)
+
+
 class PositionalEncodingFourier(nn.Module):
     """Fourier positional encoding, computed for any patch grid.
 
@@ -172,7 +187,11 @@ class ConvPatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if self.impl == 'fast':
             x = x.contiguous(memory_format=torch.channels_last)
-        x = self.proj(x)  # (B, C, Hp, Wp)
+            for layer in self.proj:
+                x = act_channels_last(layer, x) if isinstance(
+                    layer, nn.GELU) else layer(x)
+        else:
+            x = self.proj(x)  # (B, C, Hp, Wp)
         Hp, Wp = x.shape[2:]
         return x.flatten(2).transpose(1, 2), (Hp, Wp)  # (B, N, C)
 
@@ -181,11 +200,14 @@ class LPI(nn.Module):
     """Local patch interaction: dw-conv 3x3 -> GELU -> norm -> dw-conv 3x3.
 
     The tokens are viewed as an NHWC map without a copy; the depthwise convs
-    then run in channels-last memory format.
+    then run in channels-last memory format. With ``impl='fast'`` the GELU
+    runs on the contiguous NHWC view (see :func:`act_channels_last`).
     """
 
-    def __init__(self, dim: int, norm_cfg: dict = dict(type='BN')):
+    def __init__(self, dim: int, norm_cfg: dict = dict(type='BN'),
+                 impl: str = 'fast'):
         super().__init__()
+        self.impl = check_impl(impl)
         self.conv1 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.act = nn.GELU()
         self.bn = _norm(norm_cfg, dim)
@@ -194,7 +216,10 @@ class LPI(nn.Module):
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
         x = x.reshape(B, H, W, C).permute(0, 3, 1, 2)  # (B, C, H, W) view
-        x = self.conv2(self.bn(self.act(self.conv1(x))))
+        x = self.conv1(x)
+        x = act_channels_last(self.act, x) if self.impl == 'fast' else \
+            self.act(x)
+        x = self.conv2(self.bn(x))
         return x.permute(0, 2, 3, 1).reshape(B, N, C)
 
 
@@ -236,10 +261,10 @@ class XCA(nn.Module):
         qkv_bias (bool): Bias in the fused qkv projection. Defaults to True.
         attn_drop (float): Dropout on the attention matrix. Defaults to 0.
         proj_drop (float): Dropout after ``proj``. Defaults to 0.
-        impl (str): ``'fast'`` (:func:`~xcit_mm.models.layers.fast_xca.
-            xca_fast`) or ``'reference'`` (:func:`xca_attention`). The fast
-            path falls back to the reference one for ``return_attn=True`` and
-            for attention dropout in training. Defaults to ``'fast'``.
+        impl (str): ``'fast'`` (see :mod:`xcit_mm.models.layers.fast_xca`)
+            or ``'reference'`` (:func:`xca_attention`). The fast path falls
+            back to the reference one for ``return_attn=True`` and for
+            attention dropout in training. Defaults to ``'fast'``.
     """
 
     def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = True,
@@ -322,7 +347,7 @@ class XCABlock(nn.Module):
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = XCA(dim, num_heads, qkv_bias, attn_drop, drop, impl)
         self.norm3 = nn.LayerNorm(dim, eps=LN_EPS)
-        self.local_mp = LPI(dim, norm_cfg)
+        self.local_mp = LPI(dim, norm_cfg, impl)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
