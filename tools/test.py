@@ -25,7 +25,7 @@ from mmengine.runner import Runner
 
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_test_defaults
-from xcit_mm.utils.config_checks import check_cfg_options
+from xcit_mm.utils.config_checks import apply_common_args
 from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
                                   explain_exception, failed_in_dataset,
                                   run_cli)
@@ -85,15 +85,7 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
 
 
 def merge_args(cfg: Config, args) -> Config:
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
     if args.show_dir:
         enable_show_dir(cfg, osp.abspath(args.show_dir))

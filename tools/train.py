@@ -30,7 +30,7 @@ from mmengine.runner import Runner
 
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_train_defaults
-from xcit_mm.utils.config_checks import (check_cfg_options,
+from xcit_mm.utils.config_checks import (apply_common_args,
                                          check_checkpoint_paths)
 from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
                                   explain_exception, failed_in_dataset,
@@ -84,15 +84,7 @@ def amp_dtype() -> str:
 
 def merge_args(cfg: Config, args) -> Config:
     """Apply the command-line options to the config."""
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_common_args(cfg, args)
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
         if optim_wrapper in ('OptimWrapper', 'AmpOptimWrapper'):

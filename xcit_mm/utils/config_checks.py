@@ -261,3 +261,22 @@ def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
                     'not exist. Download or train it, convert official or '
                     'timm XCiT weights with tools/model_converters/xcit2mm.py'
                     f', or point the config at it: --cfg-options {key}=PATH.')
+
+
+def apply_common_args(cfg: Any, args: Any) -> Any:
+    """The options ``tools/train.py`` and ``tools/test.py`` share.
+
+    Sets ``cfg.launcher``, merges ``--cfg-options`` after checking their
+    keys (:func:`check_cfg_options`), and sets ``work_dir`` from
+    ``--work-dir``, else ``./work_dirs/<config name>``.
+    """
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    return cfg
