@@ -27,7 +27,8 @@ from tests.conftest import (REPO, make_ade20k, make_coco_instance,
 from tests.test_tools.data_utils import load_tool
 from xcit_mm.models.converters import (build_model_from_config,
                                        convert_dense_checkpoint)
-from xcit_mm.utils.errors import CheckpointMismatchError
+from xcit_mm.models.backbones import XCiT
+from xcit_mm.utils.errors import CheckpointMismatchError, ConfigError
 
 TOOL = 'tools/model_converters/xcit2mm.py'
 TASKS = {
@@ -221,9 +222,20 @@ def test_mismatches_are_explained(setups):
                 'head.weight': torch.zeros(10, 32),
                 'head.bias': torch.zeros(10)})
     with pytest.raises(CheckpointMismatchError,
-                       match='ImageNet classification checkpoint.*'
-                       '--backbone-only'):
+                       match='XCiT ImageNet classifier or DINO backbone .*'
+                       'not trained Mask R-CNN .*--backbone-only'):
         convert_dense_checkpoint({'model': cls}, det['model'])
+    # a --backbone-only file
+    backbone = {k: v for k, v in up['model'].state_dict().items()
+                if k.startswith('backbone.')}
+    with pytest.raises(CheckpointMismatchError,
+                       match='XCiT backbone only .*init_cfg.checkpoint to it'):
+        convert_dense_checkpoint({'state_dict': backbone}, up['model'])
+    # a classification model as the target
+    with pytest.raises(ConfigError, match='not a detection / segmentation'):
+        convert_dense_checkpoint({'state_dict': up['official']},
+                                 XCiT(dict(embed_dims=32, depth=1,
+                                           num_heads=2)))
 
 
 def test_cli_reports_a_mismatch_in_one_paragraph(setups, capsys):

@@ -34,7 +34,8 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 
 from xcit_mm.models.necks.xcit_neck import XCiTMultiScaleNeck
-from xcit_mm.models.utils.xcit_convert import CLS_ONLY, foreign_to_backbone
+from xcit_mm.models.utils.xcit_convert import (CLS_ONLY, foreign_to_backbone,
+                                              infer_arch)
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   MissingFileError)
 from xcit_mm.utils.state_dict import (compare_state_dicts,
@@ -55,6 +56,14 @@ MODEL_KINDS = (
     ('segmentor (mmseg)', re.compile(r'^decode_head\.')),
 )
 
+#: describe_model's answers for files that hold no trained det/seg model.
+NOT_DENSE = {
+    'official classifier': 'XCiT ImageNet classifier or DINO backbone '
+    '(official / timm layout)',
+    'classifier': 'xcit_mm XCiT classifier',
+    'backbone only': 'XCiT backbone only (e.g. written by --backbone-only)',
+}
+
 
 def describe_model(keys) -> str:
     """Which kind of model a state dict's keys belong to, in words."""
@@ -64,7 +73,7 @@ def describe_model(keys) -> str:
             return name
     if any(CLS_ONLY.match(k) for k in keys) and not any(
             k.startswith('backbone.') for k in keys):
-        return 'XCiT ImageNet classifier (official / timm layout)'
+        return 'official classifier'
     if any(k.startswith('head.') for k in keys):
         return 'classifier'
     return 'backbone only'
@@ -82,8 +91,8 @@ def build_model_from_config(config) -> torch.nn.Module:
     if isinstance(config, str):
         if not osp.isfile(config):
             raise MissingFileError(
-                f'Config {config!r} does not exist. Pass the xcit_mm config '
-                'the official weights were trained with, e.g. '
+                f'Config {config!r} does not exist. Pass the config of the '
+                'model the weights are for, e.g. '
                 'configs/mask_rcnn/mask-rcnn_xcit-s12-p16_fpn_3x_coco.py.')
         config = Config.fromfile(config)
     scope = config.get('default_scope')
@@ -162,17 +171,15 @@ def detect_dense_format(sd: Dict) -> str:
     return 'other'
 
 
-def _arch_of(sd: Dict, prefix: str = 'backbone.') -> str:
-    """'embed_dims C, N blocks, patch P' read off a state dict, or '?'."""
-    w = sd.get(f'{prefix}pos_embed.token_projection.weight',
-               sd.get(f'{prefix}pos_embeder.token_projection.weight'))
-    if w is None:
+def _arch_of(sd: Dict) -> str:
+    """The XCiT read off a state dict in xcit_mm names, in words."""
+    try:
+        arch = infer_arch({k[len('backbone.'):]: v for k, v in sd.items()
+                           if k.startswith('backbone.')})
+    except CheckpointMismatchError:
         return 'unknown'
-    depth = 1 + max([int(m.group(1)) for k in sd
-                     for m in [re.match(re.escape(prefix) +
-                                        r'blocks\.(\d+)\.', k)] if m] or [-1])
-    patch = 16 if f'{prefix}patch_embed.proj.6.0.weight' in sd else 8
-    return f'embed_dims {w.shape[0]}, {depth} blocks, patch {patch}'
+    return (f"embed_dims {arch['arch']['embed_dims']}, "
+            f"{arch['arch']['depth']} blocks, patch {arch['patch_size']}")
 
 
 def convert_dense_checkpoint(ckpt: dict,
@@ -199,6 +206,8 @@ def convert_dense_checkpoint(ckpt: dict,
         CheckpointMismatchError: the file is not a det/seg XCiT checkpoint
             for this model (a classifier, another task, another arch), or
             keys are missing, unexpected or of another shape.
+        ConfigError: the model is not a det/seg model with an
+            ``XCiTMultiScaleNeck``.
     """
     if not isinstance(model, torch.nn.Module):
         model = build_model_from_config(model)
@@ -213,15 +222,24 @@ def convert_dense_checkpoint(ckpt: dict,
     target = describe_model(expected)
     source = describe_model(sd)
     fmt = detect_dense_format(sd)
+    if target in NOT_DENSE:
+        raise ConfigError(
+            f'The config builds an {NOT_DENSE[target]}, not a detection / '
+            'segmentation model. The dense conversion is for configs of '
+            'configs/mask_rcnn, configs/upernet and configs/sem_fpn; convert '
+            'classification weights without --config.')
+    if source in NOT_DENSE:
+        how = ('set model.backbone.init_cfg.checkpoint to it'
+               if source == 'backbone only' else
+               'convert it with `python tools/model_converters/xcit2mm.py '
+               'SRC DST --backbone-only` and set '
+               'model.backbone.init_cfg.checkpoint to DST')
+        raise CheckpointMismatchError(
+            f'This file holds an {NOT_DENSE[source]}, not trained {target} '
+            f'weights, so there is nothing to evaluate. To fine-tune from '
+            f'it, {how}; to evaluate, download the trained file listed in '
+            "the README of the config's folder.")
     if fmt == 'other':
-        if source.startswith('XCiT ImageNet classifier'):
-            raise CheckpointMismatchError(
-                'This is an XCiT ImageNet classification checkpoint, not '
-                f'trained {target} weights. To fine-tune from it, convert it '
-                'with `python tools/model_converters/xcit2mm.py SRC DST '
-                '--backbone-only` and set model.backbone.init_cfg.checkpoint '
-                'to DST; to evaluate, download the trained det/seg file '
-                '(listed in the README of the config\'s folder).')
         raise CheckpointMismatchError(
             'This is not an XCiT detection / segmentation checkpoint: it '
             'has no backbone.pos_embeder.* / backbone.fpn1.* (official) nor '
