@@ -3,8 +3,9 @@
 detection or segmentation config stops tools/train.py and tools/test.py
 with one paragraph that gives the upgrade command, exit status 1.
 
-The light install is simulated by ``sys.modules['mmcv.ops'] = None``, which
-makes ``import mmcv.ops`` fail as it does with mmcv-lite.
+The light install is simulated by ``sys.modules['mmcv._ext'] = None``:
+mmcv-lite ships ``mmcv/ops/*.py`` but not the compiled ``mmcv._ext``, so
+``import mmcv.ops`` fails there on that import.
 """
 import sys
 
@@ -19,13 +20,14 @@ from xcit_mm.utils.errors import MissingDependencyError
 MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_xcit-t12-p16_fpn_1x_coco.py'
 UPERNET = 'configs/upernet/upernet_xcit-t12-p16_8xb2-160k_ade20k-512x512.py'
 #: Runs a tool with mmcv.ops blocked, as on the light install.
-LIGHT = ("import runpy, sys; sys.modules['mmcv.ops'] = None; "
+LIGHT = ("import runpy, sys; sys.modules['mmcv._ext'] = None; "
          'sys.argv = sys.argv[1:]; '
          "runpy.run_path(sys.argv[0], run_name='__main__')")
 
 
 def test_check_task_stack(monkeypatch):
-    monkeypatch.setitem(sys.modules, 'mmcv.ops', None)
+    monkeypatch.setitem(sys.modules, 'mmcv._ext', None)
+    monkeypatch.setitem(sys.modules, 'mmcv.ops', None)  # if imported before
     # classification: mmpretrain never imports mmcv.ops
     check_task_stack(Config.fromfile(f'{REPO}/configs/xcit/'
                                      'xcit-digits_demo.py'))

@@ -331,10 +331,11 @@ def check_task_stack(cfg: Any, config_name: str = 'The config') -> None:
     except ImportError as e:
         error = e
     upgrade = _install_command()
-    if _find_spec('mmcv.ops') is None:  # mmcv-lite, or no mmcv at all
+    # mmcv-lite ships mmcv/ops/*.py but not the compiled mmcv._ext
+    if _find_spec('mmcv._ext') is None:
         raise MissingDependencyError(
             f'{config_name} runs {what}, which needs mmcv\'s compiled ops '
-            f'(mmcv.ops), and this environment has none ({error}): it has '
+            f'(mmcv.ops), and this environment has none ({error}): it is '
             'the light install (mmcv-lite), which runs classification and '
             'tools/demo.py only. Upgrade it to the full install with '
             f'`{upgrade}` (from the repository root; it replaces mmcv-lite '
@@ -343,7 +344,8 @@ def check_task_stack(cfg: Any, config_name: str = 'The config') -> None:
             'cores), then run this command again.')
     raise MissingDependencyError(
         f'{config_name} runs {what}, which needs mmcv\'s compiled ops, and '
-        f'mmcv.ops is installed but does not import ({error}): mmcv was '
+        f'mmcv\'s compiled ops are installed but do not load ({error}): '
+        'mmcv was '
         'probably built for another torch or Python. Reinstall it with '
         f'`{upgrade}` (from the repository root), which builds mmcv 2.1.0 '
         'for the installed torch when no matching wheel is cached.')
