@@ -34,8 +34,9 @@ import re
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from xcit_mm.utils.errors import (CheckpointNotFoundError, ConfigError,
-                                  MissingDependencyError, close_names)
+from xcit_mm.utils.errors import (ConfigError, MissingDependencyError,
+                                  MissingFileError)
+from xcit_mm.utils.suggest import close_names
 
 #: Dicts whose keys are free-form: any new key is accepted.
 FREE_FORM = {'paramwise_cfg', 'custom_keys', 'metainfo', 'data_prefix',
@@ -255,7 +256,7 @@ def iter_checkpoint_paths(cfg: Any, prefix: str = ''
 
 def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
                            ) -> None:
-    """Raise :class:`CheckpointNotFoundError` for the first checkpoint that
+    """Raise :class:`MissingFileError` for the first checkpoint that
     the config's ``keys`` name and that does not exist (e.g. a pretrained
     backbone, or a distillation teacher)."""
     for top in keys:
@@ -264,7 +265,7 @@ def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
                 role = ('teacher ' if 'teacher' in key.lower() else
                         'pretrained ' if 'init_cfg' in key or 'pretrained'
                         in key else '')
-                raise CheckpointNotFoundError(
+                raise MissingFileError(
                     f'The {role}checkpoint {path} ({key} in the config) does '
                     'not exist. Download or train it, convert official or '
                     'timm XCiT weights with tools/model_converters/xcit2mm.py'
@@ -364,9 +365,10 @@ def apply_common_args(cfg: Any, args: Any) -> Any:
     """The options ``tools/train.py`` and ``tools/test.py`` share.
 
     First checks that the environment can run the config
-    (:func:`check_task_stack`). Sets ``cfg.launcher``, merges ``--cfg-options`` after checking their
-    keys (:func:`check_cfg_options`), and sets ``work_dir`` from
-    ``--work-dir``, else ``./work_dirs/<config name>``.
+    (:func:`check_task_stack`). Sets ``cfg.launcher``, merges
+    ``--cfg-options`` after checking their keys
+    (:func:`check_cfg_options`), and sets ``work_dir`` from ``--work-dir``,
+    else ``./work_dirs/<config name>``.
     """
     check_task_stack(cfg, f'The config {args.config}')
     cfg.launcher = args.launcher
