@@ -22,10 +22,10 @@ every config in it whose name follows the project's scheme
 - ``Results``: the official figures of the XCiT paper / repository for the
   recipe the config reproduces (ImageNet top-1; COCO 3x box / mask AP;
   ADE20k mIoU); none for recipes without an official run (e.g. 1x);
-- ``Weights`` and ``Converted From``: the official ImageNet checkpoint,
-  which loads after ``tools/model_converters/xcit2mm.py`` (or directly as
-  ``init_cfg`` Pretrained weights). The official det/seg checkpoints are
-  left out while no converter maps them (see ``DENSE_WEIGHTS``).
+- ``Weights`` and ``Converted From``: the official checkpoint: ImageNet
+  classifiers load after ``tools/model_converters/xcit2mm.py`` (or directly
+  as ``init_cfg`` Pretrained weights); the trained Mask R-CNN (3x), UperNet
+  and Semantic FPN files after ``xcit2mm.py SRC DST --config CONFIG``.
 
 ``model-index.yml`` imports every metafile. ``--tables`` also rewrites the
 model-zoo table of each task README (``configs/<task>/README.md``: params,
@@ -86,10 +86,11 @@ SEM_FPN = {('t12', 16): 38.1, ('t12', 8): 39.9, ('s12', 16): 43.9,
            ('m24', 16): 45.9, ('m24', 8): 46.9}
 
 #: The official det/seg checkpoints are mmdet 2.x / mmseg 0.x files whose
-#: backbone holds the multi-scale adapter (``backbone.fpn1-4``); xcit_mm
-#: builds it as a neck. Until a converter maps them, they are not listed as
-#: Weights (their figures still are, as Results). True lists them.
-DENSE_WEIGHTS = False
+#: backbone holds the multi-scale adapter (``backbone.fpn1-4``);
+#: ``xcit2mm.py --config`` maps them onto the configs here
+#: (:mod:`xcit_mm.models.converters.xcit_dense`), so they are listed as
+#: Weights. False leaves them out (their figures stay, as Results).
+DENSE_WEIGHTS = True
 
 COLLECTIONS = {
     'xcit': ('XCiT', ['Cross-Covariance Attention', 'Local Patch '
