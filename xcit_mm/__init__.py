@@ -9,9 +9,31 @@ turning safety off, and makes mmengine's writes of local files atomic
 leaves a truncated checkpoint under its final name. Models register lazily:
 see :mod:`xcit_mm.registry`.
 """
-from .utils.checkpoint import install_safe_checkpoint_loader
-from .utils.fileio import install_atomic_local_backend
-from .version import __version__
+import re as _re
+
+import torch as _torch
+
+#: The oldest torch that works: ``safe_load`` needs
+#: ``torch.serialization.safe_globals`` (2.5) and the fast XCA path needs
+#: ``torch.compiler.is_compiling`` (2.3). Kept equal to
+#: requirements/runtime.txt.
+MIN_TORCH = (2, 5)
+
+
+def _check_torch(version: str) -> None:
+    found = tuple(int(v) for v in _re.findall(r'\d+', version)[:2])
+    if found < MIN_TORCH:
+        raise ImportError(
+            f'xcit_mm needs torch >= {MIN_TORCH[0]}.{MIN_TORCH[1]} but torch '
+            f'{version} is installed: upgrade it (tools/install.sh installs '
+            'the tested versions).')
+
+
+_check_torch(_torch.__version__)
+
+from .utils.checkpoint import install_safe_checkpoint_loader  # noqa: E402
+from .utils.fileio import install_atomic_local_backend  # noqa: E402
+from .version import __version__  # noqa: E402
 
 install_safe_checkpoint_loader()
 install_atomic_local_backend()
