@@ -24,9 +24,13 @@ def gpu_node_without_gpu(monkeypatch):
 
 
 def test_no_silent_cpu_fallback(gpu_node_without_gpu):
-    cfg = Config(dict(launcher='pytorch'))
-    with pytest.raises(ConfigError) as info:
-        setup_cpu_distributed(cfg)
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict())))
+    try:
+        with pytest.raises(ConfigError) as info:
+            setup_cpu_distributed(cfg)
+    finally:
+        if dist.is_initialized():  # the silent fallback started gloo
+            dist.destroy_process_group()
     msg = str(info.value)
     assert 'found no usable GPU' in msg and 'CUDA 12.4' in msg
     assert 'XCIT_MM_CPU=1' in msg and 'nvidia-smi' in msg
@@ -36,7 +40,7 @@ def test_no_silent_cpu_fallback(gpu_node_without_gpu):
 
 def test_cpu_on_request(gpu_node_without_gpu, monkeypatch):
     monkeypatch.setenv('XCIT_MM_CPU', '1')
-    cfg = Config(dict(launcher='pytorch'))
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict())))
     try:
         assert setup_cpu_distributed(cfg) is True
         assert dist.get_backend() == 'gloo'
@@ -46,9 +50,20 @@ def test_cpu_on_request(gpu_node_without_gpu, monkeypatch):
             dist.destroy_process_group()
 
 
+def test_config_without_env_cfg(gpu_node_without_gpu, monkeypatch):
+    monkeypatch.setenv('XCIT_MM_CPU', '1')
+    cfg = Config(dict(launcher='pytorch'))
+    try:
+        assert setup_cpu_distributed(cfg) is True
+        assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def test_cpu_only_torch_needs_no_request(gpu_node_without_gpu, monkeypatch):
     monkeypatch.setattr(torch.version, 'cuda', None)
-    cfg = Config(dict(launcher='pytorch'))
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict())))
     try:
         assert setup_cpu_distributed(cfg) is True
     finally:
