@@ -43,7 +43,10 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         bool: Whether the CPU setup was applied.
     """
     launcher = cfg.get('launcher', 'none')
-    if launcher == 'none' or torch.cuda.is_available():
+    if launcher == 'none':
+        return False
+    if torch.cuda.is_available():
+        init_restarted_process_group(cfg, 'nccl')
         return False
     if not cpu_requested():
         raise ConfigError(
@@ -60,15 +63,11 @@ def setup_cpu_distributed(cfg: Config) -> bool:
             f'--launcher {launcher} without a GPU is not supported; use '
             'tools/dist_train.sh (torchrun, --launcher pytorch) for '
             'multi-process CPU runs.')
-    if not dist.is_initialized():
-        timeout = cfg.get('env_cfg', {}).get('dist_cfg', {}).get('timeout')
-        kwargs = {}
-        if timeout is not None:
-            import datetime
-            kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+    if not init_restarted_process_group(cfg, 'gloo') and \
+            not dist.is_initialized():
         dist.init_process_group(
             backend='gloo', rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']), **kwargs)
+            world_size=int(os.environ['WORLD_SIZE']), **_timeout(cfg))
     env_cfg = dict(cfg.get('env_cfg') or {})
     env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {},
                                backend='gloo')
@@ -79,4 +78,52 @@ def setup_cpu_distributed(cfg: Config) -> bool:
         find_unused_parameters=cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None  # CPU module: DDP takes no device ids
     cfg.model_wrapper_cfg = wrapper
+    return True
+
+
+def _timeout(cfg: Config) -> dict:
+    timeout = (cfg.get('env_cfg') or {}).get('dist_cfg', {}).get('timeout')
+    if timeout is None:
+        return {}
+    import datetime
+    return dict(timeout=datetime.timedelta(seconds=timeout))
+
+
+def init_restarted_process_group(cfg: Config, default_backend: str) -> bool:
+    """Start the process group of a process that torchrun restarted.
+
+    After a failure (``--max-restarts``) torchrun starts new processes that
+    meet in its store again, where the previous attempt's keys are still
+    written: gloo then connects to the addresses of processes that no
+    longer exist ("connectFullMesh failed ... Connection refused"). This
+    joins the store under a prefix of its own per attempt
+    (``TORCHELASTIC_RESTART_COUNT``); on a GPU it also selects the rank's
+    device, as mmengine's launcher would (which then skips its own
+    initialisation). Does nothing in a first attempt.
+
+    Returns:
+        bool: Whether the process group was started here.
+    """
+    restart = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0) or 0)
+    if restart == 0 or dist.is_initialized() or \
+            cfg.get('launcher', 'none') != 'pytorch':
+        return False
+    backend = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get(
+        'backend', default_backend)
+    if default_backend == 'gloo':
+        backend = 'gloo'
+    if backend != 'gloo':
+        torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+    kwargs = _timeout(cfg)
+    world_size = int(os.environ['WORLD_SIZE'])
+    rank = int(os.environ['RANK'])
+    # the agent serves the store (static rendezvous), else rank 0 does
+    agent = os.environ.get('TORCHELASTIC_USE_AGENT_STORE') == 'True'
+    store = dist.TCPStore(
+        os.environ['MASTER_ADDR'], int(os.environ['MASTER_PORT']),
+        world_size, is_master=not agent and rank == 0, **kwargs)
+    dist.init_process_group(
+        backend=backend, store=dist.PrefixStore(
+            f'xcit_mm/attempt_{restart}', store),
+        rank=rank, world_size=world_size, **kwargs)
     return True
