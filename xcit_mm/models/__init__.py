@@ -3,10 +3,12 @@
 from .backbones import *  # noqa: F401,F403
 from .backbones import XCiT
 from .classifiers import DistillImageClassifier
+from .heads import DistillClsHead
 from .losses import DistillationLoss
 from .necks import *  # noqa: F401,F403
 from .necks import XCiTMultiScaleNeck
 
 __all__ = [
-    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillationLoss'
+    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillClsHead',
+    'DistillationLoss'
 ]
