@@ -14,8 +14,9 @@ on one H100-class GPU, well under 8), printing a table and writing JSON:
   the whole XCiT-S12/16 backbone at 224 px. Pass: everything finite and
   the fast path's error at most twice the reference path's (plus a small
   floor per dtype);
-- **train**: 20 AMP iterations (6 with ``--cpu``) (bf16 where the GPU computes it natively,
-  else fp16 with a GradScaler: ``xcit_mm.utils.amp.select_amp_dtype``) on
+- **train**: 20 AMP iterations (6 with ``--cpu``; bf16 where the GPU
+  computes it natively, else fp16 with a GradScaler:
+  ``xcit_mm.utils.amp.select_amp_dtype``) on
   synthetic data of the S12/16 classifier (224 px, batch 64) and of the
   S12/8 backbone + ``XCiTMultiScaleNeck`` at 800 x 1344 (batch 2, the Mask
   R-CNN regime), with and without ``with_cp``: loss, img/s (iterations

@@ -30,9 +30,10 @@ class NonFiniteLossHook(Hook):
       and the first bad iteration are accumulated *on the device* (no
       synchronisation, nothing inside ``train_step``); they are read and
       all-reduced every N iterations and at the end of training, and read
-      before every checkpoint is written (with the weights' check). A non-finite loss then stops training at
-      the latest N iterations later, and always before a checkpoint: the
-      checkpoints on disk stay finite (the weights in memory may not be).
+      before every checkpoint is written (with the weights' check). A
+      non-finite loss then stops training at the latest N iterations
+      later, and always before a checkpoint: the checkpoints on disk stay
+      finite (the weights in memory may not be).
 
     On a non-finite loss:
 
