@@ -97,6 +97,9 @@ def _grads_of(m, x, dtype, device):
 def check_parity(device, cpu: bool) -> List[Dict]:
     from xcit_mm.models.backbones import XCiT
     from xcit_mm.models.layers.xcit_layers import XCA
+    # fp32 means fp32 here: no TF32 in cuDNN convolutions or matmuls
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     rows = []
     C, h = (32, 2) if cpu else (384, 8)
     token_sizes = [196, 1024 if cpu else 16384]
@@ -234,6 +237,7 @@ def _train_run(name, build, make_batch, loss_fn, device, iters, batch):
 
 def check_train(device, cpu: bool) -> List[Dict]:
     import torch.nn.functional as F
+    torch.backends.cudnn.allow_tf32 = True  # the training defaults
     iters = 6 if cpu else 20
     rows = []
     cls_batch, cls_size = (2, 32) if cpu else (64, 224)
