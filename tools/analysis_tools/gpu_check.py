@@ -311,8 +311,8 @@ def check_bench(device, cpu: bool) -> List[Dict]:
     rows = []
     for name, args, timeout in (
             ('compare S12/16 bf16 b128 train / b256 infer 224px', compare,
-             300),
-            ('scaling S12/16 bf16 b1 3584px', scaling, 200)):
+             270),
+            ('scaling S12/16 bf16 b1 3584px', scaling, 120)):
         if cpu:
             name = f'{name} (tiny CPU stand-in)'
         res = _benchmark(args, timeout)
