@@ -20,9 +20,11 @@
 # mmcv 2.1.0 is published on PyPI only as a source distribution. The full
 # install
 #   1. uses a prebuilt wheel when one is found in ../shared/wheels (the team's
-#      cache), $XCIT_MM_WHEELS or ~/.cache/xcit_mm/wheels, else
+#      cache), $XCIT_MM_WHEELS or ~/.cache/xcit_mm/wheels/<torch-CUDA-python>
+#      and it passes tools/misc/mmcv_wheel.py check (CUDA ops on a GPU), else
 #   2. builds it from source (about 20 minutes on 2 cores) and keeps the wheel
-#      in ~/.cache/xcit_mm/wheels, so the next install is quick.
+#      in ~/.cache/xcit_mm/wheels/<torch-CUDA-python>, so the next install
+#      with the same torch, CUDA and Python is quick.
 # The source build needs --no-build-isolation (torch must be installed), a
 # setuptools that still has pkg_resources (<81), ninja, and one patch:
 # torch >= 2.14's headers require C++20 but mmcv 2.1.0's setup.py forces
@@ -43,10 +45,7 @@ VENV=${1:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${XCIT_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 MMCV_VERSION=2.1.0
-CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/xcit_mm/wheels
-WHEEL_DIRS=("$CACHE")
-[ -d "$ROOT/../shared/wheels" ] && WHEEL_DIRS+=("$(cd "$ROOT/../shared/wheels" && pwd)")
-[ -n "${XCIT_MM_WHEELS:-}" ] && WHEEL_DIRS+=("$XCIT_MM_WHEELS")
+CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/xcit_mm/wheels
 
 log() { echo "[install] $*"; }
 
@@ -71,11 +70,24 @@ log "torch: $TORCH_SPEC"
 # shellcheck disable=SC2086
 "${PIP[@]}" install "$SETUPTOOLS" $TORCH_SPEC
 
+# mmcv wheel cache: one folder per torch + CUDA + Python (a shared home
+# must not hand a wheel built for another torch, or without CUDA ops on a
+# login node, to a GPU node); tools/misc/mmcv_wheel.py knows the key and
+# checks the CUDA ops when a GPU is visible.
+CACHE="$CACHE_ROOT/$("$PY" "$ROOT/tools/misc/mmcv_wheel.py" key)"
+WHEEL_DIRS=("$CACHE")
+[ -d "$ROOT/../shared/wheels" ] && WHEEL_DIRS+=("$(cd "$ROOT/../shared/wheels" && pwd)")
+[ -n "${XCIT_MM_WHEELS:-}" ] && WHEEL_DIRS+=("$XCIT_MM_WHEELS")
+# a torch with CUDA gets CUDA ops even where no GPU is visible (a login
+# node), when the CUDA compiler is there; without nvcc (e.g. a CPU machine
+# with PyPI's CUDA build of torch) the build makes the CPU ops only
+if "$PY" -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)" \
+    && { command -v nvcc >/dev/null || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; }; then
+  export FORCE_CUDA=1
+fi
+
 have_mmcv_ops() {
-  "$PY" - <<PYEOF 2>/dev/null
-import mmcv, mmcv.ops  # noqa: F401
-assert mmcv.__version__ == '$MMCV_VERSION'
-PYEOF
+  "$PY" "$ROOT/tools/misc/mmcv_wheel.py" check "$MMCV_VERSION"
 }
 
 have_mmcv_lite() {
@@ -102,7 +114,8 @@ else
   else
     links=()
     for d in "${WHEEL_DIRS[@]}"; do links+=(--find-links "$d"); done
-    if "${PIP[@]}" install --no-index --no-deps "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null; then
+    if "${PIP[@]}" install --no-index --no-deps "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null \
+        && have_mmcv_ops; then
       log "mmcv $MMCV_VERSION installed from a prebuilt wheel (${WHEEL_DIRS[*]})"
     else
       log "no compatible prebuilt mmcv wheel: building mmcv $MMCV_VERSION from source (~20 min on 2 cores)"
@@ -120,7 +133,7 @@ else
       fi
       mkdir -p "$CACHE"
       MAX_JOBS=${MAX_JOBS:-2} MMCV_WITH_OPS=1 "${PIP[@]}" wheel --no-build-isolation --no-deps "$src" -w "$CACHE"
-      "${PIP[@]}" install --no-index --no-deps --find-links "$CACHE" "mmcv==$MMCV_VERSION"
+      "${PIP[@]}" install --no-index --no-deps --force-reinstall --find-links "$CACHE" "mmcv==$MMCV_VERSION"
       rm -rf "$tmp"
     fi
   fi

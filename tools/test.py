@@ -13,7 +13,10 @@ CHECKPOINT is read with ``torch.load(weights_only=True)`` and an allow-list
 (``xcit_mm.utils.safe_load``) and must fill the whole model
 (``xcit_mm.CheckpointMatchHook(mode='strict')``); bad input is reported in
 one paragraph with exit status 1 (``--debug`` shows the traceback).
-With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU.
+With ``--launcher pytorch`` and no usable GPU the run stops with one
+paragraph, unless CPU runs are asked for with ``XCIT_MM_CPU=1`` (or torch
+has no CUDA): the processes then use gloo on the CPU (see
+``xcit_mm.utils.setup_cpu_distributed``).
 """
 import argparse
 import os

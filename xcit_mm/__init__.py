@@ -14,9 +14,31 @@ mmengine, and no other:
 
 Models register lazily: see :mod:`xcit_mm.registry`.
 """
-from .utils.checkpoint import use_safe_checkpoint_loading
-from .utils.fileio import install_atomic_local_backend
-from .version import __version__
+import re as _re
+
+import torch as _torch
+
+#: The oldest torch that works: ``safe_load`` needs
+#: ``torch.serialization.safe_globals`` (2.5) and the fast XCA path needs
+#: ``torch.compiler.is_compiling`` (2.3). Kept equal to
+#: requirements/runtime.txt.
+MIN_TORCH = (2, 5)
+
+
+def _check_torch(version: str) -> None:
+    found = tuple(int(v) for v in _re.findall(r'\d+', version)[:2])
+    if found < MIN_TORCH:
+        raise ImportError(
+            f'xcit_mm needs torch >= {MIN_TORCH[0]}.{MIN_TORCH[1]} but torch '
+            f'{version} is installed: upgrade it (tools/install.sh installs '
+            'the tested versions).')
+
+
+_check_torch(_torch.__version__)
+
+from .utils.checkpoint import use_safe_checkpoint_loading  # noqa: E402
+from .utils.fileio import install_atomic_local_backend  # noqa: E402
+from .version import __version__  # noqa: E402
 
 use_safe_checkpoint_loading()
 install_atomic_local_backend()

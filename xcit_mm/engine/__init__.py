@@ -3,9 +3,10 @@
 from .hooks import *  # noqa: F401,F403
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,
                     NonFiniteLossHook, ResourceMonitorHook)
-from .loops import ResumableEpochBasedTrainLoop
+from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointMatchHook', 'NonFiniteLossHook',
-    'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop'
+    'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
+    'ResumableIterBasedTrainLoop'
 ]

@@ -204,12 +204,12 @@ def compute_attention(model, x: torch.Tensor,
     out = model.get_attention_maps(x, layers)
     Hp, Wp = out['grid']
     result = dict(grid=(Hp, Wp),
-                  xca={i: a[0].float().numpy()
+                  xca={i: a[0].float().cpu().numpy()
                        for i, a in out['xca'].items()})
     if 'cls_attn' in out:
         # (B, h, N) -> (h, Hp, Wp) for the first image
         result['cls_attn'] = out['cls_attn'][0].reshape(
-            -1, Hp, Wp).float().numpy()
+            -1, Hp, Wp).float().cpu().numpy()
     return result
 
 

@@ -4,7 +4,7 @@ from typing import Sequence, Tuple
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from xcit_mm.registry import HOOKS
 from xcit_mm.utils.errors import CheckpointMismatchError
@@ -52,8 +52,11 @@ class CheckpointMatchHook(Hook):
         self.revise_keys = list(revise_keys)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = runner.model
+        # the model that the checkpoint fills, unwrapped as mmengine's
+        # loader does: DDP-like wrappers and test-time augmentation
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         ckpt_sd = checkpoint.get('state_dict', checkpoint)
         for p, r in self.revise_keys:
             ckpt_sd = {re.sub(p, r, k): v for k, v in ckpt_sd.items()}

@@ -127,8 +127,10 @@ class XCiT(BaseModule):
             positional embeddings; ``n > 0`` also freezes the first ``n`` XCA
             blocks (and, when ``n >= depth``, the class-attention part).
             Frozen norm layers stay in eval mode. Defaults to -1.
-        with_cp (bool): Gradient checkpointing of each block. Defaults to
-            False.
+        with_cp (bool): Gradient checkpointing of each block (the parts of
+            an XCA block without BN, so running statistics are updated
+            once per step and SyncBN communicates in the forward pass
+            only). Defaults to False.
         impl (str): ``'fast'``: the same function with fewer kernels and
             copies (a hand-written XCA backward in eager, a formulation that
             ``torch.compile`` fuses, channels-last patch embedding); or
@@ -279,6 +281,8 @@ class XCiT(BaseModule):
 
     def _run(self, block: nn.Module, *args):
         if self.with_cp and self.training and torch.is_grad_enabled():
+            if isinstance(block, XCABlock):  # keeps its BN out of recompute
+                return block(*args, with_cp=True)
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 
