@@ -9,7 +9,9 @@ config with an XCiT backbone) and the input normalisation. CHECKPOINT is any
 XCiT checkpoint: an xcit_mm classifier, detector or segmentor, a file from
 ``tools/model_converters/xcit2mm.py`` (with or without ``--backbone-only``),
 or an official, timm or DINO file read directly (converted on the fly). The
-image's short side is resized to ``--img-size`` and cropped to whole patches.
+image's short side is resized to ``--img-size`` and cropped to whole patches;
+a 1-channel XCiT (``in_channels=1``, e.g. the digits demo) gets the image's
+luma, as ``color_type='grayscale'`` loading gives it.
 
 Writes to DIR:
 
