@@ -218,10 +218,7 @@ def _paths_holding(node: Any, value: Any, prefix: str = '',
     """Config paths (``a.b.0.c``) whose value equals ``value``."""
     if prefix and prefix != skip:
         try:
-            if node == value and type(node) is type(value) or (
-                    isinstance(node, (list, tuple)) and
-                    isinstance(value, (list, tuple)) and
-                    list(node) == list(value)):
+            if _plain(node) == _plain(value):
                 yield prefix
                 return
         except Exception:  # noqa: BLE001 - incomparable values
@@ -237,6 +234,17 @@ def _paths_holding(node: Any, value: Any, prefix: str = '',
                                   str(k), skip)
 
 
+def _plain(value: Any) -> Any:
+    """``value`` for comparison: lists for tuples, no ``_scope_`` keys
+    (mmengine adds them to dicts inherited from another library), and the
+    type beside each scalar (so that True != 1)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return (type(value).__name__, value)
+
+
 def check_not_a_variable(cfg: Any, key: str) -> None:
     """Refuse ``key`` when its top-level part is a variable of the config
     file that nothing reads after loading (see the module docstring)."""
@@ -244,8 +252,6 @@ def check_not_a_variable(cfg: Any, key: str) -> None:
     if top not in cfg or runner_reads(top):
         return
     value = cfg.get(top)
-    if isinstance(value, dict) and 'type' in value:
-        return  # a built object that some tool may read
     holders = [p for p in _paths_holding(
         getattr(cfg, '_cfg_dict', cfg), value, skip=top)
         if p.split('.')[0] != top and runner_reads(p.split('.')[0])]
