@@ -203,8 +203,8 @@ def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
     """(C, H, W) at which a config's model is counted: its own input size.
 
     Detection: the 800x1333 test scale padded to the data preprocessor's
-    ``pad_size_divisor`` (800x1344 for 32); segmentation: the data
-    preprocessor's ``size`` (the crop); classification: the test pipeline's
+    ``pad_size_divisor`` (800x1344 for 32); segmentation: the crop (the data
+    preprocessor's ``size``, else ``crop_size``); classification: the test pipeline's
     crop (else its resize scale); otherwise 224x224. C is the backbone's
     ``in_channels`` (3 unless the config says otherwise).
     """
@@ -223,9 +223,14 @@ def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
         w, h = max(scale), min(scale)
         div = prep.get('pad_size_divisor', 1)
         return (channels, -(-int(h) // div) * div, -(-int(w) // div) * div)
-    if prep.get('size') is not None:  # mmseg: the crop
-        h, w = prep['size']
-        return (channels, int(h), int(w))
+    if scope == 'mmseg' or prep.get('size') is not None:
+        # the crop: the preprocessor pads every image to it
+        crop = prep.get('size') or cfg.get('crop_size') or next(
+            (t['crop_size'] for t in _pipeline(cfg, 'train_dataloader')
+             if 'crop_size' in t), None)
+        if crop is not None:
+            h, w = (crop, crop) if isinstance(crop, int) else crop
+            return (channels, int(h), int(w))
     for key in ('crop_size', 'scale'):
         for t in _pipeline(cfg):
             if key in t:
@@ -235,8 +240,8 @@ def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
     return (channels, 224, 224)
 
 
-def _pipeline(cfg: Any) -> List[dict]:
-    for loader in ('test_dataloader', 'val_dataloader'):
+def _pipeline(cfg: Any, *loaders: str) -> List[dict]:
+    for loader in loaders or ('test_dataloader', 'val_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset') or {}
         while 'pipeline' not in dataset and isinstance(
                 dataset.get('dataset'), dict):  # wrapped data sets
