@@ -21,6 +21,14 @@ GPU (bf16 where the GPU supports it, else fp16 with dynamic loss scaling),
 bf16 autocast on the CPU (``xcit_mm.AutocastOptimWrapper``; weights and
 optimizer state stay fp32). ``--resume`` with no complete checkpoint in the
 work dir says so and starts from scratch.
+The shipped configs are plain OpenMMLab configs: mmpretrain's, mmdet's and
+mmseg's own ``tools/train.py`` (``Config.fromfile`` + ``Runner.from_cfg``)
+train them too (tested on tiny data), without what this script adds: the
+reliability defaults above (resumable loop, atomic checkpoints, NaN stop,
+checkpoint check, image loading that names a bad file), the
+``--cfg-options`` checks, the one-paragraph errors, ``--amp`` on the CPU,
+``--resume PATH`` / the complete-checkpoint choice, and CPU
+``--launcher pytorch``.
 With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU
 (see ``xcit_mm.utils.setup_cpu_distributed``).
 """
