@@ -50,7 +50,8 @@ FREE_UNDER_MODEL = {'train_cfg', 'test_cfg'}
 TOP_LEVEL = {'launcher', 'custom_imports', 'default_scope', 'tta_model',
              'tta_pipeline', 'runner_type', 'activation_checkpointing',
              'efficient_conv_bn_eval', 'compile', 'strategy', 'gpu_ids',
-             'model_wrapper_cfg', 'find_unused_parameters', 'work_dir'}
+             'model_wrapper_cfg', 'find_unused_parameters', 'work_dir',
+             'sync_bn', 'resource_limit'}
 
 
 def _init_params(obj: Any) -> Tuple[Set[str], bool]:
