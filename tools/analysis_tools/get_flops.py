@@ -6,14 +6,15 @@
 Counts one forward pass of a 1 x C x H x W input with
 :func:`xcit_mm.utils.flops.count_config_flops`, the one FLOP definition of
 this tool, ``tools/misc/gen_metafiles.py`` and the model-zoo tables
-(``xcit_mm.utils.flops.FLOPS_DEFINITION``). H x W defaults to the config's
-own input size: the test crop for classification, 800 x 1344 (800 x 1333
-padded) for Mask R-CNN, the 512 x 512 crop for ADE20k. It counts convolutions, linear layers, the
-affine part of the norms and **every matrix product, including the attention
-matmuls** (XCA's q^ k^T and attn @ v, the class attention) that mmcv's
-hook-based counter misses. One multiply-add counts as one FLOP, the
-convention of fvcore, mmengine, DeiT and the XCiT paper (whose 4.8 GFLOPs for
-XCiT-S12/16 at 224 are multiply-adds).
+(``xcit_mm.utils.flops.FLOPS_DEFINITION``, printed with the result). H x W
+defaults to the config's own input size: the test crop for classification,
+800 x 1344 (800 x 1333 padded) for Mask R-CNN, the 512 x 512 crop for
+ADE20k. It counts convolutions, linear layers, the affine part of the norms
+and **every matrix product, including the attention matmuls** (XCA's
+q^ k^T and attn @ v, the class attention) that mmcv's hook-based counter
+misses. One multiply-add counts as one FLOP, the convention of fvcore,
+mmengine, DeiT and the XCiT paper (whose 4.8 GFLOPs for XCiT-S12/16 at 224
+are multiply-adds).
 
 What is counted depends on the model of the config (``--backbone-only``:
 the backbone alone):

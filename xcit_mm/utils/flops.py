@@ -203,10 +203,10 @@ def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
     """(C, H, W) at which a config's model is counted: its own input size.
 
     Detection: the 800x1333 test scale padded to the data preprocessor's
-    ``pad_size_divisor`` (800x1344 for 32); segmentation: the crop (the data
-    preprocessor's ``size``, else ``crop_size``); classification: the test pipeline's
-    crop (else its resize scale); otherwise 224x224. C is the backbone's
-    ``in_channels`` (3 unless the config says otherwise).
+    ``pad_size_divisor`` (800x1344 for 32); segmentation: the crop (the
+    data preprocessor's ``size``, else ``crop_size``); classification: the
+    test pipeline's crop (else its resize scale); otherwise 224x224. C is
+    the backbone's ``in_channels`` (3 unless the config says otherwise).
     """
     model = cfg.get('model') or {}
     channels = int((model.get('backbone') or {}).get('in_channels', 3))

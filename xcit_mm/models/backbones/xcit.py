@@ -169,8 +169,8 @@ class XCiT(BaseModule):
             # mmseg's base configs set it to their ResNet's weights
             raise ConfigError(
                 f'XCiT got pretrained={pretrained!r}: mmseg passes '
-                '`model.pretrained` to the backbone, and mmseg\'s _base_ model '
-                'configs (e.g. upernet_r50.py) set it to their ResNet '
+                '`model.pretrained` to the backbone, and mmseg\'s _base_ '
+                'model configs (e.g. upernet_r50.py) set it to their ResNet '
                 'weights. Set model.pretrained=None in your config (or '
                 '--cfg-options model.pretrained=None) and give XCiT its '
                 "weights with model.backbone.init_cfg=dict(type='Pretrained',"
