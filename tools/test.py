@@ -5,7 +5,8 @@
         [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out`` dumps the raw predictions (mmengine's DumpResults);
-``--show-dir`` draws predictions through the task's visualization hook;
+``--show-dir`` draws the predictions of every test image through the
+task's visualization hook;
 ``--tta`` uses the config's ``tta_model`` / ``tta_pipeline`` when it has
 them.
 
@@ -22,15 +23,16 @@ import argparse
 import os
 import os.path as osp
 
-from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.config import Config, ConfigDict
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_test_defaults
 from xcit_mm.utils.config_checks import apply_common_args
-from xcit_mm.utils.cli import explain_exception, failed_in_dataset, run_cli
-from xcit_mm.utils.errors import MissingFileError
+from xcit_mm.utils.cli import (add_config_args, explain_exception,
+                               failed_in_dataset, load_config, run_cli)
+from xcit_mm.utils.errors import ConfigError, MissingFileError
 from xcit_mm.utils.launch import setup_cpu_distributed
 
 #: How each library's visualization hook is told to draw and where.
@@ -43,7 +45,7 @@ VIS_HOOK_KEYS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
-    parser.add_argument('config', help='test config file path')
+    add_config_args(parser)
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--work-dir', help='where to save logs and metrics')
     parser.add_argument('--out', help='dump predictions to this .pkl file')
@@ -52,13 +54,6 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (needs tta_model and '
                         'tta_pipeline in the config)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries (keys must exist or '
-                        'be arguments of the object they configure)')
-    parser.add_argument('--allow-new-keys', action='store_true',
-                        help='accept any --cfg-options key')
-    parser.add_argument('--debug', action='store_true',
-                        help='show tracebacks of bad-input errors')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
@@ -71,19 +66,21 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
     hook = cfg.get('default_hooks', {}).get('visualization')
     if hook is None or hook.get('type', '').split('.')[-1] not in \
             VIS_HOOK_KEYS:
-        raise ValueError('--show-dir needs a VisualizationHook, '
-                         'DetVisualizationHook or SegVisualizationHook in '
-                         'default_hooks.visualization of the config.')
+        raise ConfigError('--show-dir needs a VisualizationHook, '
+                          'DetVisualizationHook or SegVisualizationHook in '
+                          'default_hooks.visualization of the config.')
     for key, value in VIS_HOOK_KEYS[hook.type.split('.')[-1]].items():
         hook[key] = value.format(show_dir) if isinstance(value, str) \
             else value
+    # every test image (mmpretrain's hook draws one in `interval`, 5000 by
+    # default; mmseg's one in 50)
+    hook['interval'] = 1
     if hook.type.split('.')[-1] == 'SegVisualizationHook':
         # mmseg saves drawings under <work_dir>/<timestamp>/vis_data; point
         # the visualizer's local backend at show_dir instead.
         cfg.visualizer.vis_backends = [
             dict(type='LocalVisBackend', save_dir=show_dir)
         ]
-        hook['interval'] = 1
 
 
 def merge_args(cfg: Config, args) -> Config:
@@ -93,13 +90,13 @@ def merge_args(cfg: Config, args) -> Config:
         enable_show_dir(cfg, osp.abspath(args.show_dir))
     if args.tta:
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise ValueError('--tta needs `tta_model` and `tta_pipeline` in '
-                             'the config.')
+            raise ConfigError('--tta needs `tta_model` and `tta_pipeline` in '
+                              'the config.')
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     if args.out:
         if not args.out.endswith(('.pkl', '.pickle')):
-            raise ValueError('--out must be a .pkl or .pickle file.')
+            raise ConfigError('--out must be a .pkl or .pickle file.')
         evaluator = cfg.test_evaluator
         if isinstance(evaluator, dict):
             evaluator = [evaluator]
@@ -110,10 +107,7 @@ def merge_args(cfg: Config, args) -> Config:
 
 
 def test(args):
-    if not osp.isfile(args.config):
-        raise MissingFileError(f'The config file {args.config} does not '
-                                'exist (configs/ holds the shipped ones).')
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = merge_args(load_config(args), args)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         raise MissingFileError(
             f'CHECKPOINT {args.checkpoint} does not exist. Pass the .pth that '

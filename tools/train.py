@@ -16,18 +16,32 @@ neither in the config nor arguments of the object they configure are
 refused; bad input (missing data, malformed annotations, a checkpoint of
 another model, an unknown ``type``) is reported in one paragraph, exit
 status 1. ``--debug`` shows the traceback instead.
+``--amp`` trains with mixed precision: mmengine's ``AmpOptimWrapper`` on a
+GPU (bf16 where the rank's GPU computes it natively, else fp16 with dynamic
+loss scaling), bf16 autocast on the CPU (``xcit_mm.AutocastOptimWrapper``;
+weights and optimizer state stay fp32). ``--resume`` with no complete
+checkpoint in the work dir says so and starts from scratch.
 With ``--launcher pytorch`` and no usable GPU the run stops with one
 paragraph, unless CPU runs are asked for with ``XCIT_MM_CPU=1`` (or torch
 has no CUDA): the processes then use gloo on the CPU (see
 ``xcit_mm.utils.setup_cpu_distributed``).
 A process that torchrun restarts (``MAX_RESTARTS=N tools/dist_train.sh``)
 resumes from the newest complete checkpoint of the work dir by itself.
+The shipped configs are plain OpenMMLab configs: mmpretrain's, mmdet's and
+mmseg's own ``tools/train.py`` (``Config.fromfile`` + ``Runner.from_cfg``)
+train them too (tested on tiny data), without what this script adds: the
+reliability defaults above (resumable loop, atomic checkpoints, NaN stop,
+checkpoint check, image loading that names a bad file), the
+``--cfg-options`` checks, the one-paragraph errors, ``--amp`` on the CPU,
+``--resume PATH`` / the complete-checkpoint choice, and CPU
+``--launcher pytorch``.
 """
 import argparse
+import logging
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
@@ -37,15 +51,16 @@ from xcit_mm.engine.defaults import apply_train_defaults
 from xcit_mm.utils.config_checks import (apply_common_args,
                                          check_checkpoint_paths)
 from xcit_mm.utils.amp import select_amp_dtype
-from xcit_mm.utils.cli import explain_exception, failed_in_dataset, run_cli
-from xcit_mm.utils.errors import MissingFileError
+from xcit_mm.utils.cli import (add_config_args, explain_exception,
+                               failed_in_dataset, load_config, run_cli)
+from xcit_mm.utils.errors import ConfigError, MissingFileError
 from xcit_mm.utils.fileio import find_resume_checkpoint
 from xcit_mm.utils.launch import setup_cpu_distributed
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a model')
-    parser.add_argument('config', help='train config file path')
+    add_config_args(parser)
     parser.add_argument('--work-dir', help='where to save logs and models')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
@@ -53,22 +68,13 @@ def parse_args(argv=None):
         'path is given ("auto"), else from PATH')
     parser.add_argument('--amp', action='store_true',
                         help='automatic mixed precision (bf16 where the GPU '
-                        'supports it, else fp16 with dynamic loss scaling)')
+                        'supports it, else fp16 with dynamic loss scaling; '
+                        'on the CPU bf16 autocast)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr by total batch / '
                         'auto_scale_lr.base_batch_size')
     parser.add_argument('--no-validate', action='store_true',
                         help='skip validation during training')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. '
-        'train_dataloader.batch_size=32 model.backbone.drop_path_rate=0.1; '
-        'a key must exist in the config or be an argument of the object it '
-        'configures')
-    parser.add_argument('--allow-new-keys', action='store_true',
-                        help='accept any --cfg-options key')
-    parser.add_argument('--debug', action='store_true',
-                        help='show tracebacks of bad-input errors')
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'],
                         help='job launcher')
@@ -90,12 +96,30 @@ def amp_dtype() -> str:
     return select_amp_dtype(device)
 
 
+def _has_gpu() -> bool:
+    import torch
+    return torch.cuda.is_available()
+
+
 def merge_args(cfg: Config, args) -> Config:
     """Apply the command-line options to the config."""
     apply_common_args(cfg, args)
     if args.amp:
         optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_wrapper in ('OptimWrapper', 'AmpOptimWrapper'):
+        if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise ConfigError(
+                f'--amp needs optim_wrapper.type OptimWrapper or '
+                f'AmpOptimWrapper; the config has {optim_wrapper!r}. Drop '
+                '--amp, or set the mixed precision in that wrapper.')
+        if not _has_gpu():
+            # mmengine's AmpOptimWrapper needs a GPU: bf16 autocast on the
+            # CPU instead (no loss scaling needed)
+            cfg.optim_wrapper.type = 'xcit_mm.AutocastOptimWrapper'
+            cfg.optim_wrapper.dtype = 'bfloat16'
+            cfg.optim_wrapper.pop('loss_scale', None)
+            print_log('--amp on the CPU: bf16 autocast '
+                      '(xcit_mm.AutocastOptimWrapper).', logger='current')
+        else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.setdefault('dtype', amp_dtype())
             if cfg.optim_wrapper.dtype == 'float16':
@@ -103,8 +127,8 @@ def merge_args(cfg: Config, args) -> Config:
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg or 'base_batch_size' not in \
                 cfg.auto_scale_lr:
-            raise ValueError('--auto-scale-lr needs `auto_scale_lr = dict('
-                             'base_batch_size=N)` in the config.')
+            raise ConfigError('--auto-scale-lr needs `auto_scale_lr = dict('
+                              'base_batch_size=N)` in the config.')
         cfg.auto_scale_lr.enable = True
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
@@ -124,6 +148,14 @@ def merge_args(cfg: Config, args) -> Config:
             cfg.resume = True
             cfg.load_from = found
             print_log(f'Resuming from {found}.', logger='current')
+        else:
+            start = (f'from load_from={cfg.load_from}' if cfg.get('load_from')
+                     else 'from scratch')
+            print_log(
+                f'--resume: no complete checkpoint in the work dir '
+                f'{cfg.work_dir}, so training starts {start}. (Pass '
+                '--work-dir of the run to continue, or --resume PATH.)',
+                logger='current', level=logging.WARNING)
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
@@ -151,10 +183,7 @@ def check_inputs(cfg: Config) -> list:
 
 
 def train(args) -> None:
-    if not osp.isfile(args.config):
-        raise MissingFileError(f'The config file {args.config} does not '
-                                'exist (configs/ holds the shipped ones).')
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = merge_args(load_config(args), args)
     loaders = check_inputs(cfg)
     changes = apply_train_defaults(cfg)
     if changes:

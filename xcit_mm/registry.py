@@ -11,10 +11,12 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS']
+__all__ = ['MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS',
+           'OPTIM_WRAPPERS']
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
@@ -31,6 +33,10 @@ DATASETS = Registry(
 #: Training loops (the resumable epoch loop).
 LOOPS = Registry(
     'loop', parent=MMENGINE_LOOPS, scope='xcit_mm',
+    locations=['xcit_mm.engine'])
+#: Optimizer wrappers (bf16 autocast on the CPU).
+OPTIM_WRAPPERS = Registry(
+    'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='xcit_mm',
     locations=['xcit_mm.engine'])
 #: Data transforms (the image loader that skips or names unreadable files).
 TRANSFORMS = Registry(

@@ -46,6 +46,7 @@ test_pipeline = [
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,  # tiny images: loading in the main process is fastest
+    persistent_workers=False,  # (mmpretrain's train.py defaults it on)
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(type='CustomDataset', data_root=data_root,
                  data_prefix='train', pipeline=train_pipeline),
@@ -53,6 +54,7 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
+    persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(type='CustomDataset', data_root=data_root,
                  data_prefix='val', pipeline=test_pipeline),

@@ -27,8 +27,11 @@ from typing import List
 import mmcv
 import numpy as np
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.registry import DATASETS, VISUALIZERS, init_default_scope
+
+from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.utils.errors import ConfigError
 
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
@@ -36,7 +39,7 @@ SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Save grids of the data pipeline output')
-    parser.add_argument('config', help='config file')
+    add_config_args(parser)
     parser.add_argument('--output-dir', '-o', required=True,
                         help='where to write the PNG grids')
     parser.add_argument('--phase', '-p', default='train',
@@ -57,8 +60,6 @@ def parse_args(argv=None):
                         choices=['BGR', 'RGB'],
                         help='channel order of the pipeline output (BGR '
                         'for the default LoadImageFromFile)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
     return parser.parse_args(argv)
 
 
@@ -126,7 +127,7 @@ def make_grid(tiles: List[np.ndarray], cols: int, gap: int = 4
 def build_visualizer(cfg: Config, dataset):
     vis_cfg = cfg.get('visualizer')
     if vis_cfg is None:
-        raise ValueError('The config has no `visualizer`; add the one of '
+        raise ConfigError('The config has no `visualizer`; add the one of '
                          'its library (UniversalVisualizer, '
                          'DetLocalVisualizer or SegLocalVisualizer).')
     vis_cfg = vis_cfg.copy()
@@ -140,21 +141,21 @@ def build_visualizer(cfg: Config, dataset):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    return run_cli('browse_dataset.py', lambda: browse(args),
+                   debug=args.debug, exit=False)
+
+
+def browse(args) -> int:
+    cfg = load_config(args)
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
-        print(f'browse_dataset: error: default_scope {scope!r} is not one of '
-              f'{SCOPES}; this tool draws through their visualizers.',
-              file=sys.stderr)
-        return 1
+        raise ConfigError(
+            f'default_scope {scope!r} is not one of {SCOPES}; this tool '
+            'draws through their visualizers.')
     init_default_scope(scope)
     loader = cfg.get(f'{args.phase}_dataloader')
     if not loader:
-        print(f'browse_dataset: error: the config has no '
-              f'{args.phase}_dataloader.', file=sys.stderr)
-        return 1
+        raise ConfigError(f'The config has no {args.phase}_dataloader.')
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)

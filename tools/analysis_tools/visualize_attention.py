@@ -9,7 +9,9 @@ config with an XCiT backbone) and the input normalisation. CHECKPOINT is any
 XCiT checkpoint: an xcit_mm classifier, detector or segmentor, a file from
 ``tools/model_converters/xcit2mm.py`` (with or without ``--backbone-only``),
 or an official, timm or DINO file read directly (converted on the fly). The
-image's short side is resized to ``--img-size`` and cropped to whole patches.
+image's short side is resized to ``--img-size`` and cropped to whole patches;
+a 1-channel XCiT (``in_channels=1``, e.g. the digits demo) gets the image's
+luma, as ``color_type='grayscale'`` loading gives it.
 
 Writes to DIR:
 
@@ -34,9 +36,8 @@ import sys
 
 import mmcv
 import numpy as np
-from mmengine.config import Config, DictAction
 
-from xcit_mm.utils.errors import CheckpointError
+from xcit_mm.utils.cli import add_config_args, load_config, run_cli
 from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
                                              compute_attention,
                                              draw_cls_attention_grid,
@@ -49,7 +50,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Draw the class-attention and XCA channel-attention maps '
         'of an XCiT for one image')
-    parser.add_argument('config', help='config with an XCiT backbone')
+    add_config_args(parser)
     parser.add_argument('checkpoint', help='XCiT checkpoint (xcit_mm, '
                         'converted, official, timm or DINO)')
     parser.add_argument('image', help='image file')
@@ -67,8 +68,6 @@ def parse_args(argv=None):
                         help='wrapper entry of the checkpoint to read, e.g. '
                         'teacher for a DINO training checkpoint (default: '
                         'state_dict, model, model_ema or the raw dict)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries')
     return parser.parse_args(argv)
 
 
@@ -79,21 +78,19 @@ def save_rgb(img: np.ndarray, path: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    try:
-        model, info = build_xcit_from_checkpoint(cfg, args.checkpoint,
-                                                 args.checkpoint_key)
-        layers = resolve_layers(args.layers, model.depth)
-        img = load_image(args.image, args.img_size, model.patch_size)
-    except (FileNotFoundError, KeyError, ValueError, IndexError,
-            CheckpointError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) else e
-        print(f'visualize_attention: error: {msg}', file=sys.stderr)
-        return 1
+    return run_cli('visualize_attention.py', lambda: visualize(args),
+                   debug=args.debug, exit=False)
+
+
+def visualize(args) -> int:
+    cfg = load_config(args)
+    model, info = build_xcit_from_checkpoint(cfg, args.checkpoint,
+                                             args.checkpoint_key)
+    layers = resolve_layers(args.layers, model.depth)
+    img = load_image(args.image, args.img_size, model.patch_size)
     mean, std = normalization_from_cfg(cfg)
-    attn = compute_attention(model, to_input(img, mean, std), layers)
+    attn = compute_attention(
+        model, to_input(img, mean, std, model.in_channels), layers)
     Hp, Wp = attn['grid']
     print(f'checkpoint: {info["format"]} format, class attention: '
           f'{"yes" if info["class_attention"] else "no"}, head: '

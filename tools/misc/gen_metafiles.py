@@ -13,11 +13,12 @@ every config in it whose name follows the project's scheme
 - ``Name`` (the config's stem) and ``Config`` (its path);
 - ``Metadata``: ``Parameters`` counted on the model built from the config
   (without a distillation teacher, which is not part of the trained model)
-  and ``FLOPs`` at the config's input size (the test crop for
-  classification; 800x1333 padded to the preprocessor's divisor, i.e.
-  800x1344, for detection; the crop size for segmentation),
-  from ``xcit_mm.utils.flops``, the counter behind
-  ``tools/analysis_tools/get_flops.py`` that includes the attention
+  and ``FLOPs`` by the one definition of ``get_flops.py``
+  (``xcit_mm.utils.flops.FLOPS_DEFINITION``: the config's own input size,
+  i.e. the test crop for classification, 800x1333 padded to the
+  preprocessor's divisor (800x1344) for detection, the crop for
+  segmentation; Mask R-CNN without the RoI heads), which includes the
+  attention
   matmuls; ``Training Data``;
 - ``Results``: the official figures of the XCiT paper / repository for the
   recipe the config reproduces (ImageNet top-1; COCO 3x box / mask AP;
@@ -158,26 +159,10 @@ def describe(folder: str, stem: str) -> Optional[dict]:
 
 
 def input_shape(cfg) -> Tuple[int, int, int]:
-    """(3, H, W) at which the config's model is measured."""
-    scope = cfg.get('default_scope')
-    if scope == 'mmdet':
-        # (1333, 800) test scale, padded as the data preprocessor pads
-        div = cfg.model.get('data_preprocessor', {}).get(
-            'pad_size_divisor', 1)
-        return (3, -(-800 // div) * div, -(-1333 // div) * div)
-    if scope == 'mmseg':
-        crop = cfg.get('crop_size', (512, 512))
-        return (3, int(crop[0]), int(crop[1]))
-    for loader in ('test_dataloader', 'val_dataloader'):
-        pipeline = (cfg.get(loader) or {}).get('dataset', {}).get(
-            'pipeline', [])
-        for key in ('crop_size', 'scale'):
-            for t in pipeline:
-                if isinstance(t, dict) and key in t:
-                    v = t[key]
-                    h, w = (v, v) if isinstance(v, int) else (v[1], v[0])
-                    return (3, int(h), int(w))
-    return (3, 224, 224)
+    """(C, H, W) at which the config's model is measured: its own input
+    size (``xcit_mm.utils.flops.config_input_shape``)."""
+    from xcit_mm.utils.flops import config_input_shape
+    return config_input_shape(cfg)
 
 
 def build_model(cfg, device: str = 'meta') -> torch.nn.Module:
@@ -206,54 +191,21 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 def flop_counter():
-    """The FLOP counter of ``xcit_mm.utils.flops``, or (None, reason).
-
-    Uses ``count_flops(model, input_shape)`` if the module has it, else
-    ``get_model_complexity(model, input_shape)['flops']`` (the function
-    behind ``tools/analysis_tools/get_flops.py``). Either is called with a
-    module whose ``forward`` takes the image tensor alone.
-    """
+    """``count_config_flops`` of ``xcit_mm.utils.flops`` (the one FLOP
+    definition, that of ``tools/analysis_tools/get_flops.py``), or
+    (None, reason)."""
     try:
         module = importlib.import_module('xcit_mm.utils.flops')
     except ImportError as e:
         return None, f'xcit_mm.utils.flops is not available ({e})'
-    fn = getattr(module, 'count_flops', None) or getattr(
-        module, 'get_model_complexity', None)
-    if not callable(fn):
-        public = [n for n in dir(module) if not n.startswith('_')]
-        return None, ('xcit_mm.utils.flops has neither count_flops nor '
-                      f'get_model_complexity; it has {public}. Adapt '
-                      'flop_counter() in tools/misc/gen_metafiles.py')
-    return fn, None
-
-
-class TensorForward(torch.nn.Module):
-    """``model(x)`` for a detector, whose tensor forward also needs data
-    samples (the image size for the RPN): they are fixed here."""
-
-    def __init__(self, model: torch.nn.Module, shape: Tuple[int, int, int]):
-        super().__init__()
-        from mmdet.structures import DetDataSample
-        hw = tuple(shape[1:])
-        self.model = model
-        self.samples = [DetDataSample(metainfo=dict(
-            img_shape=hw, ori_shape=hw, pad_shape=hw, batch_input_shape=hw,
-            scale_factor=(1.0, 1.0)))]
-
-    def forward(self, x: torch.Tensor):
-        return self.model(x, self.samples, mode='tensor')
+    return module.count_config_flops, None
 
 
 def measure_flops(fn, cfg, shape) -> int:
-    """FLOPs of one forward of the config's model on a (1, *shape) input."""
-    model = build_model(cfg, device='cpu').eval()
-    if cfg.get('default_scope') == 'mmdet':
-        model = TensorForward(model, shape)
+    """FLOPs of the config's model at ``shape`` (C, H, W), by
+    ``xcit_mm.utils.flops.FLOPS_DEFINITION``."""
     with torch.no_grad():
-        result = fn(model, shape)
-    if isinstance(result, dict):
-        result = result['flops']
-    return int(result)
+        return int(fn(cfg, tuple(shape[1:]))['flops'])
 
 
 def model_entry(cfg_path: str, rel_path: str, folder: str, collection: str,
@@ -310,7 +262,9 @@ def markdown_table(data: dict, base: str, index_root: str) -> str:
                     metrics.append(k)
     header = ['config', 'params (M)', 'FLOPs (G)'] + [
         f'{k} (official)' for k in metrics] + ['weights']
-    out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    from xcit_mm.utils.flops import FLOPS_DEFINITION
+    out = [FLOPS_DEFINITION, '',
+           '| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     for m in data['Models']:
         meta = m['Metadata']
         values = {k: v for r in m.get('Results', [])

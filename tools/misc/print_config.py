@@ -1,41 +1,40 @@
 """Print a config after inheritance (``_base_``) and overrides are merged.
 
     python tools/misc/print_config.py CONFIG [--cfg-options k=v ...]
-        [--save FILE.py]
+        [--allow-new-keys] [--save FILE.py]
 
-What is printed is exactly what ``tools/train.py`` would run with the same
-``--cfg-options``.
+What is printed is the config that ``tools/train.py`` would start from with
+the same ``--cfg-options``, which are checked as train.py checks them (a
+misspelled key, or a variable of the config file such as ``max_epochs``, is
+refused in one paragraph, exit status 1). train.py then adds its
+reliability defaults (see its docstring).
 """
 import argparse
 import sys
 
-from mmengine.config import Config, DictAction
+from xcit_mm.utils.cli import add_config_args, load_config, run_cli
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Print the merged config')
-    parser.add_argument('config', help='config file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, e.g. '
-                        'model.backbone.drop_path_rate=0.1')
+    add_config_args(parser)
     parser.add_argument('--save', help='also write the merged config here')
     return parser.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg = Config.fromfile(args.config)
-    except FileNotFoundError as e:
-        print(f'print_config: error: {e}', file=sys.stderr)
-        return 1
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+def print_config(args) -> int:
+    cfg = load_config(args)
     print(f'Config (path: {args.config}):\n{cfg.pretty_text}')
     if args.save:
         cfg.dump(args.save)
         print(f'saved {args.save}')
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli('print_config.py', lambda: print_config(args),
+                   debug=args.debug, exit=False)
 
 
 if __name__ == '__main__':

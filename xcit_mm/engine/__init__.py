@@ -4,9 +4,10 @@ from .hooks import *  # noqa: F401,F403
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,
                     NonFiniteLossHook, ResourceMonitorHook)
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
+from .optim_wrapper import AutocastOptimWrapper
 
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointMatchHook', 'NonFiniteLossHook',
     'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
-    'ResumableIterBasedTrainLoop'
+    'ResumableIterBasedTrainLoop', 'AutocastOptimWrapper'
 ]

@@ -3,6 +3,10 @@ apply to any config (each can be overridden in the config)."""
 from typing import Any, List
 
 CHECKPOINT_HOOKS = ('CheckpointHook', 'mmengine.CheckpointHook')
+#: mmcv's image loader (what mmpretrain, mmdet and mmseg register).
+PLAIN_IMAGE_LOADERS = ('LoadImageFromFile', 'mmcv.LoadImageFromFile',
+                       'mmpretrain.LoadImageFromFile',
+                       'mmdet.LoadImageFromFile', 'mmseg.LoadImageFromFile')
 
 
 def _type_name(t: Any) -> str:
@@ -13,6 +17,33 @@ def _has_hook(cfg: Any, name: str) -> bool:
     return any(
         _type_name(h.get('type', '')).split('.')[-1] == name
         for h in (cfg.get('custom_hooks') or []) if isinstance(h, dict))
+
+
+def name_bad_images(cfg: Any) -> List[str]:
+    """Load images with :class:`xcit_mm.LoadImageFromFile` (same arguments,
+    ``on_error='raise'``), which names an empty or undecodable file in one
+    paragraph, where mmcv's loader raises a bare ``cv2.error`` or
+    ``AssertionError``. Every ``LoadImageFromFile`` of mmcv (the one that
+    mmpretrain, mmdet and mmseg register) in a data loader's or the TTA
+    pipeline is replaced; returns what was changed."""
+    found = []
+
+    def visit(obj: Any) -> None:
+        if isinstance(obj, dict):
+            if _type_name(obj.get('type', '')) in PLAIN_IMAGE_LOADERS:
+                obj['type'] = 'xcit_mm.LoadImageFromFile'
+                found.append(obj)
+            for value in obj.values():
+                visit(value)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                visit(value)
+
+    for key in list(cfg.keys()):
+        if key.endswith('dataloader') or key == 'tta_pipeline':
+            visit(cfg.get(key))
+    return (['image loading: xcit_mm.LoadImageFromFile (names a bad file)']
+            if found else [])
 
 
 def apply_train_defaults(cfg: Any) -> List[str]:
@@ -31,10 +62,13 @@ def apply_train_defaults(cfg: Any) -> List[str]:
     - :class:`~xcit_mm.engine.CheckpointMatchHook` (``mode='finetune'``,
       strict on resume) is added unless the config has one.
 
+    - mmcv's ``LoadImageFromFile`` becomes
+      :class:`xcit_mm.LoadImageFromFile` (:func:`name_bad_images`).
+
     A config opts out by naming the type explicitly, e.g.
     ``train_cfg=dict(type='EpochBasedTrainLoop', ...)``.
     """
-    changes = []
+    changes = name_bad_images(cfg)
     train_cfg = cfg.get('train_cfg')
     if train_cfg and 'by_epoch' in train_cfg and 'type' not in train_cfg:
         loop = ('xcit_mm.ResumableEpochBasedTrainLoop' if train_cfg.pop(
@@ -62,11 +96,13 @@ def apply_train_defaults(cfg: Any) -> List[str]:
 
 
 def apply_test_defaults(cfg: Any) -> List[str]:
-    """Add a strict :class:`~xcit_mm.engine.CheckpointMatchHook`: testing
-    a checkpoint that does not fill the model is an error."""
+    """Add a strict :class:`~xcit_mm.engine.CheckpointMatchHook` (testing
+    a checkpoint that does not fill the model is an error) and load images
+    with :class:`xcit_mm.LoadImageFromFile` (:func:`name_bad_images`)."""
+    changes = name_bad_images(cfg)
     if _has_hook(cfg, 'CheckpointMatchHook'):
-        return []
+        return changes
     cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
         dict(type='xcit_mm.CheckpointMatchHook', mode='strict')
     ]
-    return ["xcit_mm.CheckpointMatchHook(mode='strict')"]
+    return changes + ["xcit_mm.CheckpointMatchHook(mode='strict')"]

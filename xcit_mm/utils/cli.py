@@ -1,4 +1,10 @@
-"""How the tools report bad input: one paragraph and exit status 1.
+"""How the tools read a config and report bad input.
+
+Every tool that reads a config adds the same options with
+:func:`add_config_args` (``--cfg-options``, ``--allow-new-keys``,
+``--debug``) and reads it with :func:`load_config`, which checks that the
+file exists and checks the ``--cfg-options`` keys
+(:func:`xcit_mm.utils.config_checks.check_cfg_options`) before merging them.
 
 :func:`run_cli` wraps a tool's ``main``. An exception caused by the input
 (:class:`xcit_mm.utils.errors.XCiTMMError`, and the few *library* errors
@@ -6,12 +12,14 @@ that are bad input in disguise, see :func:`explain_exception`) is printed as
 ``<tool>: error: ...``, filled to one paragraph, and the process exits with
 status 1. Any other exception is a bug and keeps its traceback.
 """
+import argparse
+import os.path as osp
 import re
 import sys
 import textwrap
 from typing import Any, Callable, Optional
 
-from xcit_mm.utils.errors import XCiTMMError
+from xcit_mm.utils.errors import MissingFileError, XCiTMMError
 from xcit_mm.utils.suggest import registry_suggestions
 
 _REGISTRY_MISS = re.compile(
@@ -101,13 +109,15 @@ def _worker_message(exc: BaseException) -> None:
     exc.args = (last, )
 
 
-def run_cli(tool: str, main: Callable[[], Any], debug: bool = False) -> Any:
+def run_cli(tool: str, main: Callable[[], Any], debug: bool = False,
+            exit: bool = True) -> Any:
     """Run a tool's ``main``; print bad-input errors as one paragraph.
 
     A known bad-input error (see :func:`explain_exception`) is printed to
-    stderr as ``<tool>: error: ...`` and the process exits with status 1.
-    Any other exception propagates with its traceback (a bug), as does
-    everything with ``debug=True``.
+    stderr as ``<tool>: error: ...`` and the process exits with status 1
+    (with ``exit=False``: 1 is returned, for a ``main`` whose return value
+    is the exit status). Any other exception propagates with its traceback
+    (a bug), as does everything with ``debug=True``.
     """
     try:
         return main()
@@ -119,6 +129,8 @@ def run_cli(tool: str, main: Callable[[], Any], debug: bool = False) -> Any:
         if text is None:
             raise
         print(text, file=sys.stderr)
+        if not exit:
+            return 1
         sys.exit(1)
 
 
@@ -129,3 +141,52 @@ def failed_in_dataset(exc: BaseException) -> bool:
     return any(
         re.search(r'[/\\]datasets?[/\\]|pycocotools', f.filename)
         for f in frames)
+
+
+def add_config_args(parser: argparse.ArgumentParser,
+                    config: bool = True) -> argparse.ArgumentParser:
+    """Add the config options that every tool shares.
+
+    ``config`` (positional, when ``config=True``), ``--cfg-options``,
+    ``--allow-new-keys`` and ``--debug``. Read the result with
+    :func:`load_config`.
+    """
+    from mmengine.config import DictAction
+    if config:
+        parser.add_argument('config', help='config file path')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. '
+        'model.backbone.drop_path_rate=0.1 train_cfg.max_epochs=2; a key '
+        'must exist in the config or be an argument of the object it '
+        'configures, and must not be a variable of the config file '
+        '(set train_cfg.max_epochs, not max_epochs)')
+    parser.add_argument('--allow-new-keys', action='store_true',
+                        help='accept any --cfg-options key')
+    parser.add_argument('--debug', action='store_true',
+                        help='show tracebacks of bad-input errors')
+    return parser
+
+
+def load_config(args: Any, path: Optional[str] = None):
+    """Read ``args.config`` (or ``path``) and merge ``--cfg-options``.
+
+    Raises:
+        MissingFileError: the config file does not exist.
+        ConfigError: a ``--cfg-options`` key that would be silently
+            ignored (unknown, or a variable of the config file).
+    """
+    from mmengine.config import Config
+
+    from xcit_mm.utils.config_checks import check_cfg_options
+    path = path or args.config
+    if not osp.isfile(path):
+        raise MissingFileError(f'The config file {path} does not exist '
+                               '(configs/ holds the shipped ones).')
+    cfg = Config.fromfile(path)
+    options = getattr(args, 'cfg_options', None)
+    if options:
+        check_cfg_options(cfg, options,
+                          getattr(args, 'allow_new_keys', False))
+        cfg.merge_from_dict(options)
+    return cfg

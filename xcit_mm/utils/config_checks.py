@@ -18,14 +18,24 @@ without the intended change. :func:`check_cfg_options` accepts a key when
    ``env_cfg``);
 
 and otherwise raises :class:`~xcit_mm.utils.errors.ConfigError` with the
-close names. ``--allow-new-keys`` (tools) or ``allow_new_keys=True`` turns
-the check off.
+close names. A ``type`` changed by the same options counts: with
+``pipeline.0.type=xcit_mm.LoadImageFromFile pipeline.0.on_error=skip``,
+``on_error`` is checked against the new type. ``--allow-new-keys`` (tools)
+or ``allow_new_keys=True`` turns the check off.
+
+A config file's own variables (``max_epochs = 30``, ``data_root``,
+``train_pipeline``, ...) are read only while the file loads: the entries
+computed from them (``train_cfg.max_epochs``, ...) already hold their
+values, and nothing reads them afterwards. :func:`check_cfg_options`
+refuses to set one (``--cfg-options max_epochs=2`` would silently train 30
+epochs) and names the entries to set instead.
 
 :func:`check_task_stack` stops a detection or segmentation config early
 when mmdet / mmseg cannot run here: the light install
 (``tools/install.sh --light``) has mmcv-lite, without the compiled
 ``mmcv.ops`` that both libraries import.
 """
+import copy
 import importlib
 import importlib.util
 import inspect
@@ -48,7 +58,9 @@ FREE_UNDER_MODEL = {'train_cfg', 'test_cfg'}
 #: Runner's own arguments.
 TOP_LEVEL = {'launcher', 'custom_imports', 'default_scope', 'tta_model',
              'tta_pipeline', 'runner_type', 'activation_checkpointing',
-             'efficient_conv_bn_eval', 'compile', 'strategy', 'gpu_ids'}
+             'efficient_conv_bn_eval', 'compile', 'strategy', 'gpu_ids',
+             'model_wrapper_cfg', 'find_unused_parameters', 'work_dir',
+             'sync_bn', 'resource_limit'}
 
 
 def _init_params(obj: Any) -> Tuple[Set[str], bool]:
@@ -186,6 +198,12 @@ def check_cfg_options(cfg: Any, options: Dict[str, Any],
     if allow_new_keys or not options:
         return
     scope = cfg.get('default_scope')
+    for key in options:
+        check_not_a_variable(cfg, key)
+    types = {k: v for k, v in options.items() if k.split('.')[-1] == 'type'}
+    if types:  # check the other keys against the types they set
+        cfg = copy.deepcopy(cfg)
+        cfg.merge_from_dict(types)
     cfg = getattr(cfg, '_cfg_dict', cfg)  # mmengine Config -> ConfigDict
     for key in options:
         for node, path, part, exists in _walk(cfg, key):
@@ -197,6 +215,82 @@ def check_cfg_options(cfg: Any, options: Dict[str, Any],
                 # a new top-level dict whose keys are known (randomness...)
                 _check_new_key(cfg, key, {}, [part], rest[0], scope)
             break  # deeper entries of an accepted new key are fine
+
+
+def runner_reads(top_key: str) -> bool:
+    """Whether the Runner (or the tools) read a top-level config key."""
+    from mmengine.runner import Runner
+    return top_key in _init_params(Runner)[0] or top_key in TOP_LEVEL
+
+
+def _paths_holding(node: Any, value: Any, prefix: str = '',
+                   skip: str = '') -> Iterator[str]:
+    """Config paths (``a.b.0.c``) whose value equals ``value``."""
+    if prefix and prefix != skip:
+        try:
+            if _plain(node) == _plain(value):
+                yield prefix
+                return
+        except Exception:  # noqa: BLE001 - incomparable values
+            pass
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return
+    for k, v in items:
+        yield from _paths_holding(v, value, f'{prefix}.{k}' if prefix else
+                                  str(k), skip)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` for comparison: lists for tuples, no ``_scope_`` keys
+    (mmengine adds them to dicts inherited from another library), and the
+    type beside each scalar (so that True != 1)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != '_scope_'}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return (type(value).__name__, value)
+
+
+def check_not_a_variable(cfg: Any, key: str) -> None:
+    """Refuse ``key`` when its top-level part is a variable of the config
+    file that nothing reads after loading (see the module docstring)."""
+    top = key.split('.')[0]
+    if top not in cfg or runner_reads(top):
+        return
+    value = cfg.get(top)
+    holders = [p for p in _paths_holding(
+        getattr(cfg, '_cfg_dict', cfg), value, skip=top)
+        if p.split('.')[0] != top and runner_reads(p.split('.')[0])]
+    same_name = [p for p in holders if p.split('.')[-1] == top]
+    if value is None or isinstance(value, bool):
+        holders = same_name  # None / True are everywhere
+    else:  # train_cfg.max_epochs before param_scheduler.1.end
+        holders = same_name + [p for p in holders if p not in same_name]
+    sub = key[len(top):]
+    if holders:
+        shown = ', '.join(h + sub for h in holders[:6])
+        more = (f' (and {len(holders) - 6} more)' if len(holders) > 6
+                else '')
+        instead = (f'Set the entries that were computed from it instead: '
+                   f'{shown}{more}, e.g. --cfg-options {holders[0]}{sub}'
+                   '=VALUE.')
+    else:
+        instead = ('Set the entry of the config that uses it instead (see '
+                   'tools/misc/print_config.py).')
+    raise ConfigError(
+        f'--cfg-options {key}: {top!r} is a variable of the config file '
+        f'({top} = {_short(value)}), read only while the file was loaded; '
+        'nothing reads it afterwards, so changing it would change nothing. '
+        f'{instead}')
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + '...'
 
 
 def _is_structured(top_key: str) -> bool:
@@ -365,16 +459,12 @@ def apply_common_args(cfg: Any, args: Any) -> Any:
     """The options ``tools/train.py`` and ``tools/test.py`` share.
 
     First checks that the environment can run the config
-    (:func:`check_task_stack`). Sets ``cfg.launcher``, merges
-    ``--cfg-options`` after checking their keys
-    (:func:`check_cfg_options`), and sets ``work_dir`` from ``--work-dir``,
-    else ``./work_dirs/<config name>``.
+    (:func:`check_task_stack`). Sets ``cfg.launcher`` and ``work_dir`` from
+    ``--work-dir``, else ``./work_dirs/<config name>``. (``--cfg-options``
+    are checked and merged by :func:`xcit_mm.utils.cli.load_config`.)
     """
     check_task_stack(cfg, f'The config {args.config}')
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)
-        cfg.merge_from_dict(args.cfg_options)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir') is None:

@@ -114,3 +114,226 @@ def get_model_complexity(
         by_operator={k: int(v)
                      for k, v in sorted(by_op.items(), key=lambda kv: -kv[1])},
         uncounted_ops=uncounted)
+
+
+# --------------------------------------------------------------------------
+# FLOPs of a config's model: the one definition of get_flops.py,
+# gen_metafiles.py and the model-zoo tables.
+
+#: The FLOP definition, stated beside every table (README, metafiles).
+FLOPS_DEFINITION = (
+    'FLOPs: one forward pass of one image at the config\'s own input size '
+    '(classification: the test crop; Mask R-CNN: 800x1333 padded to '
+    '800x1344; ADE20k: the 512x512 crop), one multiply-add = one FLOP, '
+    'attention matmuls included, counted by xcit_mm.utils.flops '
+    '(tools/analysis_tools/get_flops.py). Counted: classifiers '
+    'backbone + neck + head; segmentors backbone + neck + decode head '
+    '(not the auxiliary head); Mask R-CNN backbone + neck + RPN head, '
+    'without the RoI box and mask heads, whose cost depends on the number '
+    'of proposals; the data preprocessor and a distillation teacher are '
+    'never counted.')
+
+#: Libraries whose registries build a config's model.
+SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
+
+#: The submodules each kind of model runs (for the parameter count).
+PARTS = {
+    'classifier': ('backbone', 'neck', 'head'),
+    'segmentor': ('backbone', 'neck', 'decode_head'),
+    'two-stage detector': ('backbone', 'neck', 'rpn_head'),
+    'single-stage detector': ('backbone', 'neck', 'bbox_head'),
+    'backbone': ('backbone', ),
+}
+
+#: What each kind counts, in words.
+COUNTED = {
+    'classifier': 'backbone + neck + head',
+    'segmentor': 'backbone + neck + decode head (auxiliary head not counted)',
+    'two-stage detector': 'backbone + neck + RPN head (RoI heads not '
+    'counted: their cost depends on the number of proposals)',
+    'single-stage detector': 'backbone + neck + bbox head',
+    'backbone': 'backbone only',
+}
+
+
+def config_scope(cfg: Any) -> str:
+    """The library that builds ``cfg.model``: the config's default_scope,
+    else the first of mmpretrain / mmdet / mmseg that knows the type."""
+    import importlib
+
+    from xcit_mm.utils.errors import ConfigError
+    if cfg.get('default_scope'):
+        return cfg.default_scope
+    model_type = cfg.model.get('type', '')
+    if '.' in model_type:
+        return model_type.split('.')[0]
+    for scope in SCOPES:
+        try:
+            registry = importlib.import_module(f'{scope}.registry').MODELS
+        except ImportError:
+            continue
+        if registry.get(model_type) is not None:
+            return scope
+    raise ConfigError(
+        f'No library among {SCOPES} has a model type {model_type!r}. Set '
+        '`default_scope` in the config (e.g. default_scope = "mmdet").')
+
+
+def build_config_model(cfg: Any) -> Tuple[nn.Module, str]:
+    """Build ``cfg.model`` (with the top-level ``data_preprocessor``, as the
+    Runner does) in its library's registry; return it and the scope."""
+    import importlib
+
+    from mmengine.registry import DefaultScope
+
+    from xcit_mm.utils.errors import ConfigError
+    if 'model' not in cfg:
+        raise ConfigError('The config has no `model` entry; pass a model or '
+                          'full training config.')
+    scope = config_scope(cfg)
+    model_cfg = cfg.model.copy()
+    if cfg.get('data_preprocessor') is not None:
+        model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
+    with DefaultScope.overwrite_default_scope(scope):
+        return registry.build(model_cfg), scope
+
+
+def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
+    """(C, H, W) at which a config's model is counted: its own input size.
+
+    Detection: the 800x1333 test scale padded to the data preprocessor's
+    ``pad_size_divisor`` (800x1344 for 32); segmentation: the crop (the
+    data preprocessor's ``size``, else ``crop_size``); classification: the
+    test pipeline's crop (else its resize scale); otherwise 224x224. C is
+    the backbone's ``in_channels`` (3 unless the config says otherwise).
+    """
+    model = cfg.get('model') or {}
+    channels = int((model.get('backbone') or {}).get('in_channels', 3))
+    prep = model.get('data_preprocessor') or {}
+    scope = cfg.get('default_scope')
+    if scope == 'mmdet':
+        # the test Resize scale (1333, 800): long side x short side, as a
+        # landscape image
+        scale = next((t['scale'] for t in _pipeline(cfg)
+                      if t.get('type', '').split('.')[-1] == 'Resize'
+                      and 'scale' in t), (1333, 800))
+        if isinstance(scale[0], (list, tuple)):  # several scales: the first
+            scale = scale[0]
+        w, h = max(scale), min(scale)
+        div = prep.get('pad_size_divisor', 1)
+        return (channels, -(-int(h) // div) * div, -(-int(w) // div) * div)
+    if scope == 'mmseg' or prep.get('size') is not None:
+        # the crop: the preprocessor pads every image to it
+        crop = prep.get('size') or cfg.get('crop_size') or next(
+            (t['crop_size'] for t in _pipeline(cfg, 'train_dataloader')
+             if 'crop_size' in t), None)
+        if crop is not None:
+            h, w = (crop, crop) if isinstance(crop, int) else crop
+            return (channels, int(h), int(w))
+    for key in ('crop_size', 'scale'):
+        for t in _pipeline(cfg):
+            if key in t:
+                v = t[key]
+                h, w = (v, v) if isinstance(v, int) else (v[1], v[0])
+                return (channels, int(h), int(w))
+    return (channels, 224, 224)
+
+
+def _pipeline(cfg: Any, *loaders: str) -> List[dict]:
+    for loader in loaders or ('test_dataloader', 'val_dataloader'):
+        dataset = (cfg.get(loader) or {}).get('dataset') or {}
+        while 'pipeline' not in dataset and isinstance(
+                dataset.get('dataset'), dict):  # wrapped data sets
+            dataset = dataset['dataset']
+        pipeline = dataset.get('pipeline')
+        if pipeline:
+            return [t for t in pipeline if isinstance(t, dict)]
+    return []
+
+
+def model_kind(model: nn.Module, scope: str, backbone_only: bool) -> str:
+    """Which part of ``model`` is counted (a key of :data:`PARTS`)."""
+    from xcit_mm.utils.errors import ConfigError
+    if backbone_only:
+        if not hasattr(model, 'backbone'):
+            raise ConfigError('--backbone-only: this model has no backbone.')
+        return 'backbone'
+    if scope == 'mmpretrain' and hasattr(model, 'extract_feat'):
+        return 'classifier'
+    if hasattr(model, 'decode_head'):
+        return 'segmentor'
+    if hasattr(model, 'roi_head') and hasattr(model, 'rpn_head'):
+        return 'two-stage detector'
+    if hasattr(model, 'bbox_head') and hasattr(model, 'extract_feat'):
+        return 'single-stage detector'
+    if hasattr(model, 'backbone'):
+        return 'backbone'
+    raise ConfigError(f'Cannot tell which part of a {type(model).__name__} '
+                      'to count: it has no backbone.')
+
+
+class CountedPart(nn.Module):
+    """``forward(x)`` runs the part of ``model`` that is counted."""
+
+    def __init__(self, model: nn.Module, kind: str):
+        super().__init__()
+        self.model = model
+        self.kind = kind
+
+    def forward(self, x: torch.Tensor):
+        m = self.model
+        if self.kind == 'backbone':
+            return m.backbone(x)
+        if self.kind in ('classifier', 'segmentor'):
+            return m(x, mode='tensor')
+        feats = m.extract_feat(x)
+        if self.kind == 'two-stage detector':
+            return feats, m.rpn_head(feats)
+        if self.kind == 'single-stage detector':
+            return feats, m.bbox_head(feats)
+        raise ValueError(self.kind)  # pragma: no cover
+
+
+def count_config_flops(cfg: Any, shape: Optional[Sequence[int]] = None,
+                       backbone_only: bool = False,
+                       model: Optional[nn.Module] = None) -> Dict[str, Any]:
+    """FLOPs and parameters of a config's model, by :data:`FLOPS_DEFINITION`.
+
+    Args:
+        cfg (Config): A config with a ``model``.
+        shape (Sequence[int], optional): (H, W); defaults to the config's
+            own input size (:func:`config_input_shape`).
+        backbone_only (bool): Count the backbone alone.
+        model (nn.Module, optional): The model already built from ``cfg``.
+
+    Returns:
+        dict: :func:`get_model_complexity`'s ``flops``,
+        ``attention_flops``, ``by_operator`` and ``uncounted_ops``, plus
+        ``model``, ``scope``, ``kind``, ``counted`` (in words),
+        ``input_shape`` (1, C, H, W), ``params_counted`` (the counted parts)
+        and ``params_model`` (the whole model).
+    """
+    if model is None:
+        model, scope = build_config_model(cfg)
+    else:
+        scope = config_scope(cfg)
+    kind = model_kind(model, scope, backbone_only)
+    channels, h, w = config_input_shape(cfg)
+    backbone = getattr(model, 'backbone', None)
+    channels = int(getattr(backbone, 'in_channels', channels))
+    if shape is not None:
+        h, w = shape
+    result = get_model_complexity(CountedPart(model, kind), (channels, h, w))
+    params = {
+        p
+        for name in PARTS[kind] if getattr(model, name, None) is not None
+        for p in getattr(model, name).parameters()
+    }  # a set: a shared parameter counts once
+    result.pop('params')
+    result.update(
+        model=type(model).__name__, scope=scope, kind=kind,
+        counted=COUNTED[kind], input_shape=[1, channels, int(h), int(w)],
+        params_counted=sum(p.numel() for p in params),
+        params_model=sum(p.numel() for p in model.parameters()))
+    return result

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from xcit_mm.utils.checkpoint import safe_load
-from xcit_mm.utils.errors import CheckpointMismatchError, ConfigError
+from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
+                                  ImageLoadError, InputShapeError,
+                                  MissingFileError)
 from xcit_mm.utils.state_dict import compare_state_dicts
 
 #: ImageNet mean / std (RGB, 0-255), used when the config names none.
@@ -168,10 +170,13 @@ def load_image(path: str, short_side: int, patch_size: int) -> np.ndarray:
 
     import mmcv
     if not osp.isfile(path):
-        raise FileNotFoundError(f'Image {path!r} does not exist.')
+        raise MissingFileError(f'The image {path} does not exist.')
     img = mmcv.imread(path)  # BGR; None when not an image
     if img is None:
-        raise ValueError(f'Cannot decode the image {path!r}.')
+        from xcit_mm.datasets.transforms import describe_unreadable
+        raise ImageLoadError(f'Cannot load the image {path}: '
+                             f'{describe_unreadable(path)}. Pass a PNG or '
+                             'JPEG file.')
     img = mmcv.bgr2rgb(img)
     h, w = img.shape[:2]
     scale = short_side / min(h, w)
@@ -183,11 +188,31 @@ def load_image(path: str, short_side: int, patch_size: int) -> np.ndarray:
 
 
 def to_input(img: np.ndarray, mean: Sequence[float],
-             std: Sequence[float]) -> torch.Tensor:
-    """(H, W, 3) uint8 RGB -> normalised (1, 3, H, W) float tensor."""
+             std: Sequence[float], in_channels: int = 3) -> torch.Tensor:
+    """(H, W, 3) uint8 RGB -> normalised (1, in_channels, H, W) tensor.
+
+    A 1-channel model (e.g. the digits demo, trained on images read with
+    ``color_type='grayscale'``) gets the image's luma, as OpenCV's
+    grayscale decoding computes it (0.299 R + 0.587 G + 0.114 B).
+    """
     x = torch.from_numpy(img).float().permute(2, 0, 1)  # (3, H, W)
-    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(
-        3, 1, 1)
+    if in_channels == 1:
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        x = (x * luma).sum(0, keepdim=True).round()
+    elif in_channels != 3:
+        raise InputShapeError(
+            f'This tool draws RGB or grayscale images; the XCiT of the '
+            f'config takes {in_channels} input channels.')
+    mean, std = list(mean), list(std)
+    if len(mean) == 1 and in_channels == 3:
+        mean, std = mean * 3, std * 3
+    if len(mean) != in_channels or len(std) != in_channels:
+        raise InputShapeError(
+            f'The config normalises {len(mean)} channel(s) (data_preprocessor'
+            f' mean={mean}) but its XCiT takes {in_channels}: make '
+            'data_preprocessor.mean / std one value per input channel.')
+    x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(
+        -1, 1, 1)
     return x[None]
 
 

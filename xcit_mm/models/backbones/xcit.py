@@ -141,6 +141,8 @@ class XCiT(BaseModule):
             prefix='backbone.')`` loads an xcit_mm, official or timm
             checkpoint (converted on the fly) and logs the loaded / missing /
             unexpected counts. Defaults to None (official initialisation).
+        pretrained (str, optional): Not supported (use ``init_cfg``); only
+            there to explain mmseg's ``model.pretrained`` in one paragraph.
 
     Parameter names for ``paramwise_cfg``: ``.temperature`` (per-head XCA
     temperature), ``cls_token``, ``.gamma1/.gamma2/.gamma3`` (layer scale),
@@ -162,7 +164,19 @@ class XCiT(BaseModule):
                  frozen_stages: int = -1,
                  with_cp: bool = False,
                  impl: str = 'fast',
-                 init_cfg: Optional[dict] = None):
+                 init_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        if pretrained is not None:
+            # mmseg's EncoderDecoder hands model.pretrained to the backbone;
+            # mmseg's base configs set it to their ResNet's weights
+            raise ConfigError(
+                f'XCiT got pretrained={pretrained!r}: mmseg passes '
+                '`model.pretrained` to the backbone, and mmseg\'s _base_ '
+                'model configs (e.g. upernet_r50.py) set it to their ResNet '
+                'weights. Set model.pretrained=None in your config (or '
+                '--cfg-options model.pretrained=None) and give XCiT its '
+                "weights with model.backbone.init_cfg=dict(type='Pretrained',"
+                " checkpoint=PATH).")
         super().__init__(init_cfg=init_cfg)
         self.impl = check_impl(impl)
         self.arch_settings = resolve_arch(arch)
