@@ -1,12 +1,13 @@
 """xcit_mm models: importing this module registers them in
 :data:`xcit_mm.registry.MODELS` (scope ``xcit_mm``)."""
 from .backbones import *  # noqa: F401,F403
-from .backbones import XCiT
+from .backbones import CrossFormer, XCiT
 from .classifiers import DistillImageClassifier
 from .losses import DistillationLoss
 from .necks import *  # noqa: F401,F403
 from .necks import XCiTMultiScaleNeck
 
 __all__ = [
-    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillationLoss'
+    'CrossFormer', 'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier',
+    'DistillationLoss'
 ]
