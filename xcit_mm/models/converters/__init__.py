@@ -1,0 +1,1 @@
+"""Checked conversions of foreign checkpoints into xcit_mm models."""
