@@ -1,0 +1,21 @@
+# The digits demo (tools/demo.py --model crossformer) with a small
+# CrossFormer instead of the XCiT: the same data, pipeline and schedule as
+# configs/xcit/xcit-digits_demo.py. The 32x32 input gives 8x8, 4x4, 2x2 and
+# 1x1 token maps; stage 1 alternates SDA on 4x4 groups with LDA on 4x4
+# groups sampled every 2nd token, later stages attend globally.
+_base_ = ['../xcit/xcit-digits_demo.py']
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='xcit_mm.CrossFormer',
+        arch=dict(embed_dims=32, depths=(2, 2, 2, 1), num_heads=(2, 4, 8, 8),
+                  group_size=(4, 4, 4, 4), interval=(2, 1, 1, 1)),
+        in_channels=1,
+        drop_path_rate=0.05),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(in_channels=256))
+optim_wrapper = dict(
+    # the ImageNet recipe's exemptions: no decay on norms and biases
+    paramwise_cfg=dict(_delete_=True, norm_decay_mult=0.0,
+                       bias_decay_mult=0.0))
