@@ -26,6 +26,12 @@ Writes to DIR:
 Checkpoints without class-attention weights (dense or ``--backbone-only``)
 give the XCA maps only, and the tool says so. DINO backbones keep their
 class-attention blocks, so they give both, without a head.
+
+CrossFormer is not supported: it has neither a class token nor channel
+attention, and its attention weights live inside groups (SDA / LDA), so
+these pictures do not exist for it. The tool says so and exits with status
+1; ``xcit_mm.CrossFormer.get_attention_maps(x)`` returns every block's group
+attention weights with their layout, for plots of one's own.
 """
 import argparse
 import os
@@ -82,6 +88,14 @@ def main(argv=None) -> int:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    if 'CrossFormer' in str(cfg.model.get('backbone', {}).get('type', '')):
+        print('visualize_attention: error: this tool draws XCiT\'s class '
+              'attention and XCA channel-attention maps, which CrossFormer '
+              'does not have (its attention is computed inside SDA / LDA '
+              'groups). Use xcit_mm.CrossFormer.get_attention_maps(images) '
+              'for the group attention weights of every block.',
+              file=sys.stderr)
+        return 1
     try:
         model, info = build_xcit_from_checkpoint(cfg, args.checkpoint,
                                                  args.checkpoint_key)

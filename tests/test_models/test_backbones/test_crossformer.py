@@ -9,12 +9,11 @@ from xcit_mm.models.backbones.crossformer import (CrossFormerBlock,
                                                   DynamicPosBias,
                                                   resolve_arch)
 from xcit_mm.registry import MODELS
-from xcit_mm.utils import get_model_complexity
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 
 #: Published classifier sizes (M parameters, 1000 classes) and GFLOPs at 224
-#: px (official README; CrossFormer++-S's 4.9G is not what the official
-#: code's own ``flops()`` gives, 4.39G, so it is not checked).
+#: px (official README). The FLOPs of CrossFormer-S are checked through
+#: tools/analysis_tools/get_flops.py (tests/test_tools).
 PUBLISHED = {
     'tiny': (27.8, 2.9), 'small': (30.7, 4.9), 'base': (52.0, 9.2),
     'large': (92.0, 16.1), 'pp-small': (23.3, None), 'pp-base': (52.0, 9.5),
@@ -51,11 +50,6 @@ def test_param_count_equals_published(arch):
         model = Classifier(arch)
     n = sum(p.numel() for p in model.parameters())
     assert round(n / 1e6, 1) == PUBLISHED[arch][0]
-
-
-def test_flops_within_2_percent_of_published(arch='small'):
-    flops = get_model_complexity(Classifier(arch))['flops'] / 1e9
-    assert abs(flops / PUBLISHED[arch][1] - 1) < 0.02, flops
 
 
 def test_arch_settings():
@@ -169,8 +163,19 @@ def test_lda_modes_coincide_when_maps_are_group_times_interval():
         assert not torch.allclose(a(x)[0], b(x)[0])
 
 
+def test_attention_maps():
+    model = CrossFormer(TINY).eval()
+    maps = model.get_attention_maps(torch.randn(1, 3, 40, 40))
+    assert len(maps) == sum(TINY['depths'])
+    stage0 = maps[(0, 0)]  # 10 x 10 map, SDA 3 x 3 groups: padded to 12
+    assert stage0['layout'] == (3, 3, 1) and stage0['grid'] == (10, 10)
+    assert stage0['weights'].shape == (16, 1, 9, 9)
+    torch.testing.assert_close(stage0['weights'].sum(-1),
+                               torch.ones(16, 1, 9))
+
+
 def test_registry_classification_output_and_with_cp():
-    model = MODELS.build(dict(type='CrossFormer', arch=TINY))
+    model = MODELS.build(dict(type='xcit_mm.CrossFormer', arch=TINY))
     assert isinstance(model, CrossFormer) and hasattr(model, 'norm')
     model.init_weights()
     cp = CrossFormer(TINY, with_cp=True)
