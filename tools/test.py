@@ -26,9 +26,8 @@ from mmengine.runner import Runner
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_test_defaults
 from xcit_mm.utils.config_checks import apply_common_args
-from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
-                                  explain_exception, failed_in_dataset,
-                                  run_cli)
+from xcit_mm.utils.cli import explain_exception, failed_in_dataset, run_cli
+from xcit_mm.utils.errors import MissingFileError
 from xcit_mm.utils.launch import setup_cpu_distributed
 
 #: How each library's visualization hook is told to draw and where.
@@ -109,11 +108,11 @@ def merge_args(cfg: Config, args) -> Config:
 
 def test(args):
     if not osp.isfile(args.config):
-        raise DataNotFoundError(f'The config file {args.config} does not '
+        raise MissingFileError(f'The config file {args.config} does not '
                                 'exist (configs/ holds the shipped ones).')
     cfg = merge_args(Config.fromfile(args.config), args)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise CheckpointNotFoundError(
+        raise MissingFileError(
             f'CHECKPOINT {args.checkpoint} does not exist. Pass the .pth that '
             'training wrote (work_dirs/<config>/epoch_N.pth), or convert '
             'official / timm XCiT weights with '

@@ -32,9 +32,8 @@ from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_train_defaults
 from xcit_mm.utils.config_checks import (apply_common_args,
                                          check_checkpoint_paths)
-from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
-                                  explain_exception, failed_in_dataset,
-                                  run_cli)
+from xcit_mm.utils.cli import explain_exception, failed_in_dataset, run_cli
+from xcit_mm.utils.errors import MissingFileError
 from xcit_mm.utils.fileio import find_resume_checkpoint
 from xcit_mm.utils.launch import setup_cpu_distributed
 
@@ -123,7 +122,7 @@ def check_inputs(cfg: Config) -> list:
     if cfg.get('load_from') and not osp.isfile(cfg.load_from) and \
             '://' not in cfg.load_from:
         what = 'resume from' if cfg.get('resume') else 'load_from'
-        raise CheckpointNotFoundError(
+        raise MissingFileError(
             f'The {what} checkpoint {cfg.load_from!r} does not exist. Check '
             'the path, train or convert that checkpoint first '
             '(tools/model_converters/xcit2mm.py), or pass another with '
@@ -136,7 +135,7 @@ def check_inputs(cfg: Config) -> list:
 
 def train(args) -> None:
     if not osp.isfile(args.config):
-        raise DataNotFoundError(f'The config file {args.config} does not '
+        raise MissingFileError(f'The config file {args.config} does not '
                                 'exist (configs/ holds the shipped ones).')
     cfg = merge_args(Config.fromfile(args.config), args)
     loaders = check_inputs(cfg)

@@ -22,8 +22,7 @@ import torch
 
 from xcit_mm.models.converters.crossformer import (convert_checkpoint,
                                                    load_official)
-from xcit_mm.utils.checkpoint import CheckpointError
-from xcit_mm.utils.errors import XCiTMMError
+from xcit_mm.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -38,16 +37,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        ckpt = load_official(args.src)
-        state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
-                                                args.key)
-    except (FileNotFoundError, CheckpointError, KeyError, ValueError,
-            TypeError, XCiTMMError) as e:
-        print(f'crossformer2mm: error: {e}', file=sys.stderr)
-        return 1
+def convert(args) -> int:
+    ckpt = load_official(args.src)
+    state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
+                                            args.key)
     meta = dict(converted_from=osp.basename(args.src), **report)
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     tmp = args.dst + '.tmp'
@@ -62,6 +55,11 @@ def main(argv=None):
           f'(backbone-only): {report["dropped_for_backbone_only"]}')
     print(f'saved {args.dst}')
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli('crossformer2mm', lambda: convert(args))
 
 
 if __name__ == '__main__':

@@ -19,8 +19,9 @@ import sys
 
 import torch
 
-from xcit_mm.models.utils.xcit_convert import convert_checkpoint
-from xcit_mm.utils.checkpoint import CheckpointError, safe_load
+from xcit_mm.models.converters import convert_checkpoint
+from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.utils.cli import run_cli
 
 
 def parse_args(argv=None):
@@ -35,16 +36,10 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    try:
-        ckpt = safe_load(args.src)
-        state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
-                                                args.key)
-    except (FileNotFoundError, CheckpointError, KeyError, ValueError,
-            TypeError) as e:
-        print(f'xcit2mm: error: {e}', file=sys.stderr)
-        return 1
+def convert(args) -> int:
+    ckpt = safe_load(args.src)
+    state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
+                                            args.key)
     meta = dict(converted_from=osp.basename(args.src), **report)
     os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
     tmp = args.dst + '.tmp'
@@ -60,6 +55,11 @@ def main(argv=None):
           f'{report["dropped_for_backbone_only"]}')
     print(f'saved {args.dst}')
     return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    return run_cli('xcit2mm', lambda: convert(args))
 
 
 if __name__ == '__main__':

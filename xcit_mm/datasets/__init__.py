@@ -1,10 +1,9 @@
 """xcit_mm data components: importing this module registers them in
 :data:`xcit_mm.registry.DATASETS` and :data:`xcit_mm.registry.TRANSFORMS`
 (scope ``xcit_mm``)."""
-from .imagenet import DatasetNotFoundError, ImageNet, check_image_folder
+from .imagenet import ImageNet, check_image_folder
 from .transforms import LoadImageFromFile
 
 __all__ = [
-    'DatasetNotFoundError', 'ImageNet', 'check_image_folder',
-    'LoadImageFromFile'
+    'ImageNet', 'check_image_folder', 'LoadImageFromFile'
 ]

@@ -26,8 +26,8 @@ import os.path as osp
 import re
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from xcit_mm.utils.errors import (CheckpointNotFoundError, ConfigError,
-                                  close_names)
+from xcit_mm.utils.errors import ConfigError, MissingFileError
+from xcit_mm.utils.suggest import close_names
 
 #: Dicts whose keys are free-form: any new key is accepted.
 FREE_FORM = {'paramwise_cfg', 'custom_keys', 'metainfo', 'data_prefix',
@@ -247,7 +247,7 @@ def iter_checkpoint_paths(cfg: Any, prefix: str = ''
 
 def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
                            ) -> None:
-    """Raise :class:`CheckpointNotFoundError` for the first checkpoint that
+    """Raise :class:`MissingFileError` for the first checkpoint that
     the config's ``keys`` name and that does not exist (e.g. a pretrained
     backbone, or a distillation teacher)."""
     for top in keys:
@@ -256,7 +256,7 @@ def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
                 role = ('teacher ' if 'teacher' in key.lower() else
                         'pretrained ' if 'init_cfg' in key or 'pretrained'
                         in key else '')
-                raise CheckpointNotFoundError(
+                raise MissingFileError(
                     f'The {role}checkpoint {path} ({key} in the config) does '
                     'not exist. Download or train it, convert official or '
                     'timm XCiT weights with tools/model_converters/xcit2mm.py'

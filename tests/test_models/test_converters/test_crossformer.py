@@ -157,5 +157,7 @@ def test_cli(tmp_path, capsys):
     assert 'source format: official' in out and 'unexpected: 0' in out
     saved = torch.load(dst, weights_only=True)
     assert saved['meta']['head_tensors'] == 2
-    assert main([str(tmp_path / 'missing.pth'), dst]) == 1
-    assert 'does not exist' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / 'missing.pth'), dst])
+    assert exit_info.value.code == 1
+    assert 'missing.pth' in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """Fail clearly when a checkpoint does not belong to the model."""
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from mmengine.hooks import Hook
@@ -8,29 +8,10 @@ from mmengine.model import is_model_wrapper
 
 from xcit_mm.registry import HOOKS
 from xcit_mm.utils.errors import CheckpointMismatchError
+from xcit_mm.utils.state_dict import (compare_state_dicts,
+                                      describe_comparison)
 
 MODES = ('strict', 'finetune')
-#: Model entries a checkpoint may lack without harm.
-IGNORED = re.compile(r'(^|\.)num_batches_tracked$')
-
-
-def compare_state_dicts(model_sd: Dict[str, torch.Tensor],
-                        ckpt_sd: Dict[str, torch.Tensor]) -> Dict[str, List]:
-    """Split the model's keys into loaded / missing / mismatched (shape),
-    and list the checkpoint's unexpected keys."""
-    loaded, missing, mismatched = [], [], []
-    for k, v in model_sd.items():
-        if k not in ckpt_sd:
-            if not IGNORED.search(k):
-                missing.append(k)
-        elif tuple(ckpt_sd[k].shape) != tuple(v.shape):
-            mismatched.append(f'{k}: checkpoint {tuple(ckpt_sd[k].shape)} '
-                              f'vs model {tuple(v.shape)}')
-        else:
-            loaded.append(k)
-    unexpected = [k for k in ckpt_sd if k not in model_sd]
-    return dict(loaded=loaded, missing=missing, mismatched=mismatched,
-                unexpected=unexpected)
 
 
 @HOOKS.register_module()
@@ -84,13 +65,7 @@ class CheckpointMatchHook(Hook):
         strict = self.mode == 'strict' or resuming
         ok = (not report['missing'] and not report['mismatched']) if strict \
             else len(report['loaded']) >= self.min_loaded_ratio * n_model
-        summary = (
-            f"{len(report['loaded'])} of the model's {n_model} tensors load; "
-            f"{len(report['missing'])} missing (e.g. "
-            f"{report['missing'][:3]}), {len(report['mismatched'])} with "
-            f"another shape (e.g. {report['mismatched'][:2]}), "
-            f"{len(report['unexpected'])} unexpected (e.g. "
-            f"{report['unexpected'][:3]})")
+        summary = describe_comparison(report)
         if ok:
             if report['missing'] or report['mismatched']:
                 runner.logger.warning(f'Checkpoint vs model: {summary}.')

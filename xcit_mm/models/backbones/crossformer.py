@@ -18,7 +18,6 @@ Shapes: B (batch), H x W (the token grid of a stage), C (channels), N
 (tokens in a group), nG (groups per image). Tokens travel between layers as
 (B, H, W, C) maps.
 """
-import difflib
 import math
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -31,8 +30,10 @@ from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from xcit_mm.models.utils.arch import normalize_out_indices
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
+from xcit_mm.utils.suggest import close_names
 
 #: Kernels of the cross-scale embedding (stride 4) and merging (stride 2).
 EMBED_KERNELS = (4, 8, 16, 32)
@@ -96,7 +97,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         name = ARCH_ALIASES.get(arch.lower(), arch.lower())
         if name not in _ARCHS:
             valid = sorted(_ARCHS) + sorted(ARCH_ALIASES)
-            close = difflib.get_close_matches(arch.lower(), valid, n=3)
+            close = close_names(arch, valid)
             hint = f' Did you mean {close}?' if close else ''
             raise ArchError(
                 f'Unknown CrossFormer arch {arch!r}.{hint} Valid archs: '
@@ -135,20 +136,6 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
         raise ConfigError('CrossFormer group_size and interval must be >= 1, '
                           f'got {s["group_size"]} and {s["interval"]}.')
     return s
-
-
-def _normalize_out_indices(out_indices: Union[int, Sequence[int]],
-                           num_stages: int) -> List[int]:
-    if isinstance(out_indices, int):
-        out_indices = [out_indices]
-    out = []
-    for i in out_indices:
-        j = i + num_stages if i < 0 else i
-        if not 0 <= j < num_stages:
-            raise ConfigError(f'CrossFormer out_indices entry {i} is out of '
-                              f'range for {num_stages} stages.')
-        out.append(j)
-    return sorted(set(out))
 
 
 # ---------------------------------------------------------------- layers
@@ -562,8 +549,8 @@ class CrossFormer(BaseModule):
                               f'got {frozen_stages}.')
         self.in_channels = in_channels
         self.embed_dims = s['embed_dims']
-        self.out_indices = _normalize_out_indices(out_indices,
-                                                  self.num_stages)
+        self.out_indices = sorted(set(normalize_out_indices(
+            out_indices, self.num_stages, 'CrossFormer out_indices')))
         self.final_norm = final_norm
         self.lda_mode = lda_mode
         self.frozen_stages = frozen_stages

@@ -12,6 +12,8 @@ from torch.utils.checkpoint import checkpoint
 from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
                                    PositionalEncodingFourier, XCABlock,
                                    check_impl)
+from xcit_mm.models.utils.arch import check_patch_size, normalize_out_indices
+from xcit_mm.models.utils.xcit_convert import load_pretrained_backbone
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 
@@ -162,10 +164,7 @@ class XCiT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.impl = check_impl(impl)
         self.arch_settings = resolve_arch(arch)
-        if patch_size not in (8, 16):
-            raise ConfigError(
-                f'XCiT patch_size must be 8 or 16, got {patch_size!r}: the '
-                'convolutional patch embedding exists for these two only.')
+        check_patch_size(patch_size)
         if out_type not in OUT_TYPES:
             raise ConfigError(f'XCiT out_type must be one of {OUT_TYPES}, '
                               f'got {out_type!r}.')
@@ -181,15 +180,8 @@ class XCiT(BaseModule):
 
         if out_indices is None:
             out_indices = DENSE_OUT_INDICES.get(self.depth, (self.depth - 1, ))
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = []
-        for i in out_indices:
-            j = i + self.depth if i < 0 else i
-            if not 0 <= j < self.depth:
-                raise IndexError(f'XCiT out_indices entry {i} is out of range '
-                                 f'for depth {self.depth}.')
-            self.out_indices.append(j)
+        self.out_indices = normalize_out_indices(out_indices, self.depth,
+                                                 'XCiT out_indices')
 
         self.patch_embed = ConvPatchEmbed(C, patch_size, in_channels,
                                           norm_cfg, impl)
@@ -221,8 +213,6 @@ class XCiT(BaseModule):
         """Official init, or a checked load of pretrained weights."""
         if (isinstance(self.init_cfg, dict)
                 and self.init_cfg.get('type') == 'Pretrained'):
-            from xcit_mm.models.utils.xcit_convert import \
-                load_pretrained_backbone
             load_pretrained_backbone(self, self.init_cfg['checkpoint'],
                                      prefix=self.init_cfg.get('prefix', ''))
             self._is_init = True

@@ -28,9 +28,10 @@ from mmengine.logging import MMLogger
 from xcit_mm.models.backbones.crossformer import (CrossFormer,
                                                   DynamicPosBias,
                                                   resolve_arch)
-from xcit_mm.models.utils.xcit_convert import unwrap_state_dict
 from xcit_mm.utils.checkpoint import safe_load
 from xcit_mm.utils.errors import CheckpointMismatchError
+from xcit_mm.utils.state_dict import (compare_state_dicts, strip_prefix,
+                                      unwrap_checkpoint)
 
 #: Official buffers that xcit_mm recomputes (checked, then dropped).
 BUFFER = re.compile(r'\.attn\.(biases|relative_position_index|attn_mask)$')
@@ -59,7 +60,7 @@ def load_official(filename: str):
 
 
 def _strip(sd: Dict, prefix: str) -> Dict:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return strip_prefix(sd, prefix, keep_others=False)
 
 
 def detect_format(sd: Dict) -> str:
@@ -144,7 +145,7 @@ def split_checkpoint(ckpt: dict, key: Optional[str] = None):
     ``backbone`` keys are bare (``layers.0...``), ``head`` uses mmpretrain's
     ``fc.*`` names.
     """
-    sd = unwrap_state_dict(ckpt, key)
+    sd = unwrap_checkpoint(ckpt, key)
     if sd and all(k.startswith('module.') for k in sd):
         sd = _strip(sd, 'module.')
     fmt = detect_format(sd)
@@ -162,13 +163,8 @@ def split_checkpoint(ckpt: dict, key: Optional[str] = None):
 
 
 def _compare(expected: Dict, got: Dict) -> Tuple[List, List, List]:
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    bad_shape = [
-        f'{k}: {tuple(got[k].shape)} vs {tuple(v.shape)}'
-        for k, v in expected.items() if k in got and got[k].shape != v.shape
-    ]
-    return missing, unexpected, bad_shape
+    r = compare_state_dicts(expected, got)
+    return r['missing'], r['unexpected'], r['mismatched']
 
 
 def convert_checkpoint(ckpt: dict, backbone_only: bool = False,
@@ -243,7 +239,7 @@ def load_pretrained_backbone(model: CrossFormer, filename: str,
     and returns the counts.
     """
     ckpt = load_official(filename)
-    sd = unwrap_state_dict(ckpt)
+    sd = unwrap_checkpoint(ckpt)
     if prefix and any(k.startswith(prefix) for k in sd):
         sd = _strip(sd, prefix)
     backbone, head, buffers, fmt = split_checkpoint({'state_dict': sd})

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
 
+from xcit_mm.models.utils.arch import check_patch_size
+
 from .fast_xca import is_compiling, xca_fast
 
 #: LayerNorm epsilon used everywhere in XCiT.
@@ -166,9 +168,7 @@ class ConvPatchEmbed(nn.Module):
                  impl: str = 'fast'):
         super().__init__()
         self.impl = check_impl(impl)
-        if patch_size not in (8, 16):
-            raise ValueError(
-                f'XCiT patch_size must be 8 or 16, got {patch_size!r}.')
+        check_patch_size(patch_size)
         num_convs = int(math.log2(patch_size))  # 4 for p16, 3 for p8
         dims = [in_channels] + [
             embed_dims // 2**(num_convs - 1 - i) for i in range(num_convs)

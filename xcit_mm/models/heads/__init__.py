@@ -1,0 +1,3 @@
+from .distill_head import DistillClsHead
+
+__all__ = ['DistillClsHead']
