@@ -158,6 +158,9 @@ class CrossScaleEmbedding(nn.Module):
         self.norm = nn.LayerNorm(embed_dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # channels-last input: on the CPU, PyTorch's default path for the
+        # 32x32 kernel is ~170x slower at 896 px (16.5 s vs 0.1 s measured)
+        x = x.contiguous(memory_format=torch.channels_last)
         x = torch.cat([proj(x) for proj in self.projs], dim=1)
         return self.norm(x.permute(0, 2, 3, 1))  # (B, C, h, w) -> (B, h, w, C)
 
