@@ -324,7 +324,7 @@ def group_tokens(x: torch.Tensor, gh: int, gw: int,
 
 def ungroup_tokens(x: torch.Tensor, B: int, Hp: int, Wp: int, gh: int,
                    gw: int, interval: int) -> torch.Tensor:
-    """The inverse of :func:`group_tokens`: (B * nG, N, C) -> (B, Hp, Wp, C)."""
+    """Inverse of :func:`group_tokens`: (B * nG, N, C) -> (B, Hp, Wp, C)."""
     I = interval
     Rh, Rw = Hp // (gh * I), Wp // (gw * I)
     # (B, Rh, Rw, I, I, gh, gw, C) -> (B, Rh, gh, I, Rw, gw, I, C)
