@@ -237,7 +237,8 @@ def _set_in_pipelines(cfg, fn) -> None:
 
 def tiny_dense_config(config: str, work_dir: str = None,
                       data_root: str = None, checkpoint: str = None,
-                      shrink: int = 8):
+                      shrink: int = 8, backbone: dict = None,
+                      channel_map: dict = None):
     """A real dense config made cheap for a CPU test, structure unchanged.
 
     The backbone becomes :data:`TINY_DENSE_BACKBONE`; the neck and head
@@ -256,35 +257,41 @@ def tiny_dense_config(config: str, work_dir: str = None,
         checkpoint (str, optional): A ``--backbone-only`` converted file to
             initialise the backbone with; None trains from scratch.
         shrink (int): Divisor of image scales and crop sizes.
+        backbone (dict, optional): Settings that make another backbone
+            tiny, instead of :data:`TINY_DENSE_BACKBONE` for XCiT.
+        channel_map (dict, optional): {old: new} widths of that backbone's
+            outputs, applied to the neck and head inputs first.
     """
     from xcit_mm.models.backbones import resolve_arch
     cfg = load_config(config)
     is_det = cfg.default_scope == 'mmdet'
     model = cfg.model
-    width = resolve_arch(model.backbone.arch)['embed_dims']
     tiny = TINY_DENSE_BACKBONE['arch']['embed_dims']
 
     def narrow(obj, old: int, new: int):
-        """Every *channels entry equal to old (or a list of old) -> new."""
+        """Every *channels entry equal to old (or list entry) -> new."""
         if isinstance(obj, dict):
             for key, value in obj.items():
                 if not key.endswith('channels'):
                     narrow(value, old, new)
                 elif value == old:
                     obj[key] = new
-                elif isinstance(value, (list, tuple)) and value and all(
-                        c == old for c in value):
-                    obj[key] = [new] * len(value)
+                elif isinstance(value, (list, tuple)) and old in value:
+                    obj[key] = [new if c == old else c for c in value]
         elif isinstance(obj, list):
             for o in obj:
                 narrow(o, old, new)
 
-    model.backbone.update(TINY_DENSE_BACKBONE)
-    model.backbone.init_cfg = None if checkpoint is None else dict(
-        type='Pretrained', checkpoint=checkpoint, prefix='backbone.')
     heads = [model.get(k) for k in ('neck', 'decode_head', 'auxiliary_head',
                                      'rpn_head', 'roi_head')]
-    narrow(heads, width, tiny)
+    if backbone is None:
+        channel_map = {resolve_arch(model.backbone.arch)['embed_dims']: tiny}
+        backbone = TINY_DENSE_BACKBONE
+    for old, new in channel_map.items():
+        narrow(heads, old, new)
+    model.backbone.update(backbone)
+    model.backbone.init_cfg = None if checkpoint is None else dict(
+        type='Pretrained', checkpoint=checkpoint, prefix='backbone.')
     if not is_det:  # UPerHead's 512 and the auxiliary FCNHead's 256
         narrow(heads, 512, 2 * tiny)
         narrow(heads, 256, tiny)

@@ -1,14 +1,16 @@
 """The README's first command: the main job on a small built-in dataset.
 
-    python tools/demo.py [--data-root data/digits]
-        [--work-dir work_dirs/xcit-digits_demo] [--cfg-options k=v ...]
+    python tools/demo.py [--model xcit|crossformer] [--data-root data/digits]
+        [--work-dir work_dirs/<model>-digits_demo] [--cfg-options k=v ...]
 
 1. Prepares scikit-learn's handwritten digits (1,797 real 8x8 grayscale
    images of 10 digits, shipped inside scikit-learn) as an ImageNet-style
    folder tree with a deterministic, stratified 80/20 split:
    ``DATA_ROOT/{train,val}/<digit>/<index>.png`` (skipped when present).
 2. Trains an XCiT on the CPU with ``tools/train.py
-   configs/xcit/xcit-digits_demo.py`` (the usual mmengine logs).
+   configs/xcit/xcit-digits_demo.py`` (the usual mmengine logs), or with
+   ``--model crossformer`` a small CrossFormer
+   (``configs/crossformer/crossformer-digits_demo.py``).
 3. Evaluates the last checkpoint on the held-out split with
    ``tools/test.py`` and prints the top-1 accuracy and the time taken.
 
@@ -25,7 +27,10 @@ import sys
 import time
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-CONFIG = osp.join('configs', 'xcit', 'xcit-digits_demo.py')
+CONFIGS = dict(
+    xcit=osp.join('configs', 'xcit', 'xcit-digits_demo.py'),
+    crossformer=osp.join('configs', 'crossformer',
+                         'crossformer-digits_demo.py'))
 TARGET = 90.0
 #: Expected image counts of the prepared split (train, val).
 SPLIT = dict(train=1437, val=360)
@@ -104,7 +109,10 @@ def parse_args(argv=None):
     parser.add_argument('--data-root', default='data/digits',
                         help='where the digits folders go (relative paths '
                         'are relative to the repository root)')
-    parser.add_argument('--work-dir', default='work_dirs/xcit-digits_demo')
+    parser.add_argument('--model', choices=sorted(CONFIGS), default='xcit',
+                        help='the backbone family to train')
+    parser.add_argument('--work-dir', default=None,
+                        help='default: work_dirs/<model>-digits_demo')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='passed on to tools/train.py and tools/test.py')
     return parser.parse_args(argv)
@@ -114,7 +122,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     start = time.time()
     data_root = prepare_digits(osp.join(REPO, args.data_root))
-    work_dir = osp.join(REPO, args.work_dir)
+    config = CONFIGS[args.model]
+    work_dir = osp.join(REPO, args.work_dir
+                        or f'work_dirs/{args.model}-digits_demo')
     options = ['--cfg-options'] + [
         f'{loader}.dataset.data_root={data_root}'
         for loader in ('train_dataloader', 'val_dataloader',
@@ -122,14 +132,14 @@ def main(argv=None) -> int:
     ] + args.cfg_options
 
     t0 = time.time()
-    run_tool(['tools/train.py', CONFIG, '--work-dir', work_dir] + options)
+    run_tool(['tools/train.py', config, '--work-dir', work_dir] + options)
     train_s = time.time() - t0
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         checkpoint = f.read().strip()
 
     t0 = time.time()
     test_dir = osp.join(work_dir, 'test')
-    run_tool(['tools/test.py', CONFIG, checkpoint, '--work-dir', test_dir] +
+    run_tool(['tools/test.py', config, checkpoint, '--work-dir', test_dir] +
              options)
     test_s = time.time() - t0
     top1 = latest_metrics(test_dir)['accuracy/top1']

@@ -26,7 +26,7 @@ PATTERNS = {
 }
 CONFIGS = sorted(
     osp.relpath(p, REPO) for task in PATTERNS
-    for p in glob.glob(osp.join(REPO, 'configs', task, '*.py')))
+    for p in glob.glob(osp.join(REPO, 'configs', task, '*xcit-*.py')))
 
 
 def test_every_size_patch_and_schedule_has_a_config():

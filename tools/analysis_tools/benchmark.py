@@ -1,11 +1,13 @@
-"""Benchmark xcit_mm's XCiT side by side with timm's, in one process.
+"""Benchmark xcit_mm's XCiT side by side with timm's (and CrossFormer).
 
     python tools/analysis_tools/benchmark.py [--mode compare|scaling|all]
         [--arch s12] [--patch 16] [--batch 8] [--infer-batch N]
         [--img-size 224 [384 ...]] [--dtype fp32|bf16|fp16]
         [--compile off|on|both] [--device auto|cpu|cuda] [--channels-last]
-        [--models timm,xcit_mm] [--warmup 3] [--iters 10] [--threads N]
-        [--sizes 224 448 896] [--json OUT]
+        [--models timm,xcit_mm[,crossformer]] [--crossformer-arch small]
+        [--warmup 3] [--iters 10] [--threads N]
+        [--sizes 224 448 896] [--scaling-models xcit_mm,crossformer,vit]
+        [--json OUT]
 
 ``compare`` (default): timm's ``xcit_*`` classifier and xcit_mm's
 (mmpretrain ``ImageClassifier`` with the ``xcit_mm.XCiT`` backbone, built
@@ -24,6 +26,12 @@ device synchronisation around each timed call; the table gives medians.
 On the CPU the script also reports CPU-time throughput (``time.
 process_time``), which a machine shared with other jobs disturbs far less
 than wall-clock time.
+
+``crossformer`` (in ``--models`` or ``--scaling-models``) adds xcit_mm's
+CrossFormer classifier of ``--crossformer-arch`` (built from
+``configs/_base_/models/crossformer-s.py``; its own weights, so it is left
+out of the logits check) to the same interleaved timing, for a side-by-side
+of the two backbone families.
 
 ``scaling``: batch 1, forward only (``forward_features``: class attention
 and final norm included), over ``--sizes``, for xcit_mm's and timm's XCiT
@@ -64,9 +72,10 @@ import torch.nn.functional as F
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASE_MODEL_CFG = osp.join(REPO, 'configs/_base_/models/xcit-s12-p16.py')
+CROSSFORMER_CFG = osp.join(REPO, 'configs/_base_/models/crossformer-s.py')
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16,
           'fp16': torch.float16}
-MODEL_CHOICES = ('timm', 'xcit_mm', 'xcit_mm_ref')
+MODEL_CHOICES = ('timm', 'xcit_mm', 'xcit_mm_ref', 'crossformer')
 MIB = 2**20
 
 
@@ -82,6 +91,8 @@ def parse_args(argv=None):
         help='XCiT arch: a name or alias (n12 t12 t24 s12 s24 m24 l24) or '
         'a custom "EMBED_DIMS,DEPTH,HEADS" such as 32,2,2')
     parser.add_argument('--patch', type=int, default=16, choices=[8, 16])
+    parser.add_argument('--crossformer-arch', default='small',
+                        help='CrossFormer arch of the crossformer model')
     parser.add_argument('--batch', type=int, default=None,
                         help='training batch (default 8 on CPU, 128 on '
                         'CUDA)')
@@ -134,7 +145,7 @@ def parse_args(argv=None):
         '224 448 896 1792 3584 on CUDA)')
     parser.add_argument('--scaling-models', default='xcit_mm,timm,vit',
                         help='scaling mode models, from xcit_mm, '
-                        'xcit_mm_ref, timm, vit')
+                        'xcit_mm_ref, timm, vit, crossformer')
     parser.add_argument('--vit', default='deit_small_patch16_224',
                         help='timm ViT baseline of the scaling mode (built '
                         'with dynamic_img_size=True)')
@@ -158,7 +169,7 @@ def parse_args(argv=None):
         m.strip() for m in args.scaling_models.split(',') if m.strip()
     ]
     for m in args.scaling_models:
-        if m not in ('xcit_mm', 'xcit_mm_ref', 'timm', 'vit'):
+        if m not in ('xcit_mm', 'xcit_mm_ref', 'timm', 'vit', 'crossformer'):
             parser.error(f'--scaling-models: unknown model {m!r}')
     if args.warmup < 1 or args.iters < 1:
         parser.error('--warmup and --iters must be at least 1')
@@ -271,6 +282,19 @@ def build_xcit_mm_classifier(arch: dict, patch: int, num_classes: int,
                         drop_path_rate=0., impl=impl)
     cfg.head.update(in_channels=arch['embed_dims'], num_classes=num_classes)
     return MODELS.build(cfg)
+
+
+def build_crossformer_classifier(arch: str, num_classes: int) -> nn.Module:
+    """xcit_mm's CrossFormer classifier as its base config builds it."""
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+
+    from xcit_mm.models.backbones.crossformer import resolve_arch
+    cfg = Config.fromfile(CROSSFORMER_CFG).model
+    cfg.backbone.update(arch=arch, drop_path_rate=0.)
+    cfg.head.update(in_channels=8 * resolve_arch(arch)['embed_dims'],
+                    num_classes=num_classes)
+    return MODELS.build(dict(cfg, _scope_='mmpretrain'))
 
 
 class Logits(nn.Module):
@@ -466,7 +490,14 @@ def measure_peak(fn: Callable, device: torch.device, static_bytes: int,
 # ------------------------------------------------------------ compare mode
 def run_compare(args, device, cpu_mem) -> dict:
     arch, stem = parse_arch(args.arch)
-    base_models = same_weight_models(args, arch, stem, args.models)
+    base_models = same_weight_models(
+        args, arch, stem, [m for m in args.models if m != 'crossformer'])
+    parity_models = dict(base_models)
+    if 'crossformer' in args.models:
+        torch.manual_seed(args.seed)
+        base_models['crossformer'] = Logits(build_crossformer_classifier(
+            args.crossformer_arch, args.num_classes))
+        base_models = {k: base_models[k] for k in args.models}
     for m in base_models.values():
         m.to(device)
         if args.channels_last:
@@ -489,7 +520,7 @@ def run_compare(args, device, cpu_mem) -> dict:
     result = dict(batch=batch, infer_batch=infer_batch, rows=[])
     for size in args.img_size:
         row = dict(img_size=size,
-                   parity_rel_err=logits_parity(base_models, size, device))
+                   parity_rel_err=logits_parity(parity_models, size, device))
         g = torch.Generator().manual_seed(args.seed)
         if not args.no_train:
             x = torch.randn(batch, 3, size, size, generator=g).to(
@@ -613,6 +644,10 @@ def run_scaling(args, device, cpu_mem) -> dict:
     arch, stem = parse_arch(args.arch)
     models = {}
     need_timm = {'timm', 'xcit_mm', 'xcit_mm_ref'} & set(args.scaling_models)
+    if 'crossformer' in args.scaling_models:
+        torch.manual_seed(args.seed)
+        models['crossformer'] = Features(build_crossformer_classifier(
+            args.crossformer_arch, args.num_classes).backbone, False)
     if need_timm:
         same = same_weight_models(
             args, arch, stem,

@@ -28,6 +28,12 @@ Writes to DIR:
 Checkpoints without class-attention weights (dense or ``--backbone-only``)
 give the XCA maps only, and the tool says so. DINO backbones keep their
 class-attention blocks, so they give both, without a head.
+
+CrossFormer is not supported: it has neither a class token nor channel
+attention, and its attention weights live inside groups (SDA / LDA), so
+these pictures do not exist for it. The tool says so and exits with status
+1; ``xcit_mm.CrossFormer.get_attention_maps(x)`` returns every block's group
+attention weights with their layout, for plots of one's own.
 """
 import argparse
 import os
@@ -38,6 +44,7 @@ import mmcv
 import numpy as np
 
 from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.utils.errors import ConfigError
 from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
                                              compute_attention,
                                              draw_cls_attention_grid,
@@ -84,6 +91,13 @@ def main(argv=None) -> int:
 
 def visualize(args) -> int:
     cfg = load_config(args)
+    if 'CrossFormer' in str(cfg.model.get('backbone', {}).get('type', '')):
+        raise ConfigError(
+            "This tool draws XCiT's class attention and XCA channel-attention "
+            'maps, which CrossFormer does not have (its attention is computed '
+            'inside SDA / LDA groups). Use '
+            'xcit_mm.CrossFormer.get_attention_maps(images) for the group '
+            'attention weights of every block.')
     model, info = build_xcit_from_checkpoint(cfg, args.checkpoint,
                                              args.checkpoint_key)
     layers = resolve_layers(args.layers, model.depth)

@@ -1,3 +1,4 @@
+from .crossformer import CrossFormer
 from .xcit import XCiT, resolve_arch
 
-__all__ = ['XCiT', 'resolve_arch']
+__all__ = ['CrossFormer', 'XCiT', 'resolve_arch']

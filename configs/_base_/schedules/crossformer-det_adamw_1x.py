@@ -1,0 +1,19 @@
+# The official CrossFormer COCO optimisation, 12 epochs (1x): AdamW lr 1e-4,
+# wd 1e-4 on every parameter (total batch 16), linear warm-up over 500
+# iterations from 0.001x, lr x0.1 at epochs 8 and 11.
+_base_ = 'mmdet::_base_/schedules/schedule_1x.py'
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(
+        _delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999),
+        weight_decay=1e-4))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+         end=500),
+    dict(type='MultiStepLR', begin=0, end=12, by_epoch=True,
+         milestones=[8, 11], gamma=0.1),
+]
+# total batch 16 = 8 GPUs x 2 images; `tools/train.py --auto-scale-lr`
+# scales the lr to another total batch
+auto_scale_lr = dict(enable=False, base_batch_size=16)

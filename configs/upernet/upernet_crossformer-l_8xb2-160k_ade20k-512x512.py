@@ -1,0 +1,16 @@
+# CrossFormer-L UperNet on ADE20k, 160k iterations (official recipe).
+_base_ = [
+    '../_base_/models/upernet_crossformer-s.py',
+    'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/schedules/xcit-seg_adamw-poly_160k.py',
+    'mmseg::_base_/default_runtime.py'
+]
+# 2 images per GPU on 8 GPUs, as the official runs
+train_dataloader = dict(batch_size=2)
+
+model = dict(
+    backbone=dict(
+        arch='large', drop_path_rate=0.5,
+        init_cfg=dict(checkpoint='checkpoints/crossformer-l_backbone.pth')),
+    decode_head=dict(in_channels=[128, 256, 512, 1024]),
+    auxiliary_head=dict(in_channels=512))
