@@ -388,10 +388,13 @@ def generate(configs_root: str, index_path: str, with_flops: bool = True,
     if not dry_run:
         for path, data in metafiles:
             dump_yaml(data, path)
-        dump_yaml(OrderedDict(Import=[
+        # metafiles written by hand (families this script does not
+        # generate, e.g. CrossFormer's) stay in the index
+        kept = glob.glob(osp.join(configs_root, '*', 'metafile.yml'))
+        dump_yaml(OrderedDict(Import=sorted({
             osp.relpath(p, index_root).replace(osp.sep, '/')
-            for p, _ in metafiles
-        ]), index_path)
+            for p in [p for p, _ in metafiles] + kept
+        })), index_path)
     readmes = write_tables(metafiles, index_root) if tables and \
         not dry_run else []
     print(('would write ' if dry_run else 'wrote ') + ', '.join(
