@@ -1,11 +1,13 @@
-"""Training-time components: hooks and loops (registered in
-:mod:`xcit_mm.registry`, scope ``xcit_mm``)."""
+"""Training-time components: hooks, loops and optimizer constructors
+(registered in :mod:`xcit_mm.registry`, scope ``xcit_mm``)."""
 from .hooks import *  # noqa: F401,F403
-from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,
-                    NonFiniteLossHook, ResourceMonitorHook)
+from .hooks import (AtomicCheckpointHook, CheckpointMatchHook, DINOHook,
+                    KNNEvalHook, NonFiniteLossHook, ResourceMonitorHook)
 from .loops import ResumableEpochBasedTrainLoop
+from .optimizers import DINOOptimWrapperConstructor
 
 __all__ = [
-    'AtomicCheckpointHook', 'CheckpointMatchHook', 'NonFiniteLossHook',
-    'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop'
+    'AtomicCheckpointHook', 'CheckpointMatchHook', 'DINOHook', 'KNNEvalHook',
+    'NonFiniteLossHook', 'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
+    'DINOOptimWrapperConstructor'
 ]

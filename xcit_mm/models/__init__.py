@@ -3,10 +3,13 @@
 from .backbones import *  # noqa: F401,F403
 from .backbones import XCiT
 from .classifiers import DistillImageClassifier
-from .losses import DistillationLoss
+from .heads import DINOHead
+from .losses import DINOLoss, DistillationLoss
 from .necks import *  # noqa: F401,F403
 from .necks import XCiTMultiScaleNeck
+from .selfsup import DINO
 
 __all__ = [
-    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillationLoss'
+    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillationLoss',
+    'DINO', 'DINOHead', 'DINOLoss'
 ]
