@@ -22,10 +22,12 @@ model = dict(
     head=dict(
         type='xcit_mm.DINOHead',
         in_channels=96,
-        out_channels=512,
+        out_channels=256,
         hidden_channels=512,
         bottleneck_channels=128,
-        norm_last_layer=True),
+        # the XCiT recipe's setting; it also lets the prototypes' norms
+        # grow, which sharpens the outputs early on a small data set
+        norm_last_layer=False),
     loss=dict(
         type='xcit_mm.DINOLoss',
         teacher_temp=0.04,
@@ -98,7 +100,7 @@ knn_val_dataloader = dict(
 max_epochs = 25
 optim_wrapper = dict(
     constructor='xcit_mm.DINOOptimWrapperConstructor',
-    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.04),
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.04),
     # DINO's rule: no weight decay on biases and 1-D parameters (norms,
     # layer-scale gammas)
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
