@@ -80,7 +80,7 @@ class KNNEvalHook(Hook):
             runner.message_hub.update_scalar(f'knn/top1_k{k}', top1)
             runner.message_hub.update_scalar(f'knn/top5_k{k}', top5)
         print_log(
-            f'Epoch {runner.epoch} weighted k-NN ({self.model_key}, T='
+            f'Epoch {runner.epoch + 1} weighted k-NN ({self.model_key}, T='
             f'{self.temperature}) top-1: ' + ', '.join(
                 f'k={k} {r[0]:.2f}' for k, r in results.items()),
             logger='current')
