@@ -183,3 +183,63 @@ def _convert_optimizer(official: dict, student: Dict, rename: Dict,
         if by_name[name] is not None:
             state[idx] = by_name[name]
     return dict(state=state, param_groups=target['param_groups'])
+
+
+def fast_forward_schedulers(scheduler_cfgs: List[dict],
+                            optimizer: torch.optim.Optimizer, epoch: int,
+                            iters_per_epoch: int, max_epochs: int) -> list:
+    """The state of mmengine's parameter schedulers after ``epoch`` epochs.
+
+    A resumed run needs the schedulers' states (mmengine restarts them
+    otherwise). They are built from the config and stepped as
+    ``ParamSchedulerHook`` would, on a proxy optimizer with one group per
+    distinct set of initial hyper-parameters (all groups of a kind follow
+    the same values), then spread back over ``optimizer``'s groups, whose
+    hyper-parameters are set to the resumed values.
+
+    Returns:
+        list: One state dict per scheduler, for the checkpoint's
+        ``param_schedulers``.
+    """
+    import copy
+
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    hyper = ('lr', 'weight_decay', 'momentum')
+    keys = [tuple(g.get(h) for h in hyper) for g in optimizer.param_groups]
+    kinds = sorted(set(keys), key=keys.index)
+    proxy = torch.optim.SGD(
+        [dict(params=[nn.Parameter(torch.zeros(1))],
+              **{h: v for h, v in zip(hyper, kind) if v is not None})
+         for kind in kinds], lr=kinds[0][0])
+    wrapper = OptimWrapper(proxy)
+    schedulers = []
+    for cfg in scheduler_cfgs:
+        cfg = copy.deepcopy(dict(cfg))
+        cfg.setdefault('end', max_epochs if cfg.get('by_epoch', True) else
+                       max_epochs * iters_per_epoch)
+        schedulers.append(PARAM_SCHEDULERS.build(
+            cfg, default_args=dict(optimizer=wrapper,
+                                   epoch_length=iters_per_epoch)))
+    for _ in range(epoch):
+        for _ in range(iters_per_epoch):
+            for s in schedulers:
+                if not s.by_epoch:
+                    s.step()
+        for s in schedulers:
+            if s.by_epoch:
+                s.step()
+    index = [kinds.index(k) for k in keys]
+    for group, i in zip(optimizer.param_groups, index):
+        for name, value in proxy.param_groups[i].items():
+            if name != 'params':
+                group[name] = value
+    states = []
+    for s in schedulers:
+        state = s.state_dict()
+        for name, value in state.items():
+            if isinstance(value, list) and len(value) == len(kinds):
+                state[name] = [value[i] for i in index]
+        states.append(state)
+    return states
