@@ -69,7 +69,9 @@ def extract_backbone_state(ckpt: dict, key: Optional[str] = None
 
     Accepts xcit_mm classifiers, detectors and segmentors (``backbone.*``),
     ``--backbone-only`` files, official, timm and DINO files, and full DINO
-    training checkpoints when ``key`` names the wrapper (``'teacher'``).
+    training checkpoints when ``key`` names the wrapper (``'teacher'``):
+    an official one (``ckpt['teacher']``) or one of ``tools/train.py``
+    (``teacher.*`` keys of its state dict).
 
     Returns:
         tuple: (backbone dict, head dict, source format).
@@ -77,7 +79,13 @@ def extract_backbone_state(ckpt: dict, key: Optional[str] = None
     from xcit_mm.models.utils.xcit_convert import (foreign_to_backbone,
                                                    to_xcit_mm,
                                                    unwrap_state_dict)
-    sd = unwrap_state_dict(ckpt, key)
+    if key is not None and isinstance(ckpt, dict) and key not in ckpt:
+        # an xcit_mm DINO checkpoint: ``teacher.backbone.*`` in state_dict
+        sd = unwrap_state_dict(ckpt)
+        sd = {k[len(key) + 1:]: v for k, v in sd.items()
+              if k.startswith(key + '.')} or unwrap_state_dict(ckpt, key)
+    else:
+        sd = unwrap_state_dict(ckpt, key)
     backbone, head, fmt = to_xcit_mm({'state_dict': sd})
     # A DINO training checkpoint nests the official layout under
     # ``backbone.``; to_xcit_mm then strips the prefix but keeps the names.

@@ -156,3 +156,40 @@ def test_dino_checkpoint_loads_into_downstream_configs(tmp_path, config):
     expected = tiny_dino().state_dict()
     for k, v in backbone.state_dict().items():
         torch.testing.assert_close(v, expected[f'teacher.backbone.{k}'])
+
+
+def test_class_attention_of_dino_weights(tmp_path):
+    """visualize_attention's loader shows the class attention of a DINO
+    teacher: from tools/train.py's layout, an official full checkpoint and
+    a converted backbone-only file."""
+    from xcit_mm.visualization.attention import build_xcit_from_checkpoint
+    model = tiny_dino(seed=3)
+    with torch.no_grad():
+        for p in model.teacher.parameters():
+            p.add_(0.01)  # a teacher that differs from the student
+    ours = str(tmp_path / 'ours.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta=dict()), ours)
+    student, teacher = split(model)
+    official = str(tmp_path / 'official.pth')
+    torch.save(dict(student=official_layout(student),
+                    teacher=official_layout(teacher), epoch=1), official)
+    backbone_only = str(tmp_path / 'backbone.pth')
+    converted, _ = convert_dino_backbone(OrderedDict(
+        (k[len('backbone.'):].replace('pos_embed.', 'pos_embeder.', 1), v)
+        for k, v in teacher.items() if k.startswith('backbone.')))
+    torch.save(dict(state_dict=converted), backbone_only)
+    cfg = Config(dict(model=dict(backbone=dict(
+        type='xcit_mm.XCiT', arch=TINY_ARCH, patch_size=8))))
+    x = torch.randn(1, 3, 32, 32)
+    maps = []
+    for path, key in ((ours, 'teacher'), (official, 'teacher'),
+                      (backbone_only, None)):
+        xcit, info = build_xcit_from_checkpoint(cfg, path, key)
+        assert info['class_attention']
+        for k, v in xcit.state_dict().items():
+            torch.testing.assert_close(v, teacher[f'backbone.{k}'])
+        with torch.no_grad():
+            maps.append(xcit.get_attention_maps(x)['cls_attn'])
+    assert maps[0].shape == (1, 2, 16)
+    torch.testing.assert_close(maps[0], maps[1])
+    torch.testing.assert_close(maps[0], maps[2])
