@@ -193,3 +193,47 @@ def test_class_attention_of_dino_weights(tmp_path):
     assert maps[0].shape == (1, 2, 16)
     torch.testing.assert_close(maps[0], maps[1])
     torch.testing.assert_close(maps[0], maps[2])
+
+
+def test_fast_forward_schedulers_equals_stepping_every_group():
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    from xcit_mm.models.converters import fast_forward_schedulers
+    cfgs = [
+        dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
+             end=2, convert_to_iter_based=True),
+        dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=2,
+             end=6, convert_to_iter_based=True),
+        dict(type='CosineAnnealingParamScheduler', param_name='weight_decay',
+             eta_min_ratio=10., by_epoch=True, begin=0, end=6,
+             convert_to_iter_based=True),
+    ]
+
+    def optimizer():
+        ps = [torch.nn.Parameter(torch.zeros(2)) for _ in range(4)]
+        return torch.optim.AdamW(
+            [dict(params=[ps[0]]), dict(params=[ps[1]], weight_decay=0.),
+             dict(params=[ps[2]]), dict(params=[ps[3]], weight_decay=0.)],
+            lr=2e-3, weight_decay=0.04)
+
+    fast = optimizer()
+    states = fast_forward_schedulers(cfgs, fast, epoch=3, iters_per_epoch=5,
+                                     max_epochs=6)
+    slow = optimizer()
+    wrapper = OptimWrapper(slow)
+    schedulers = [PARAM_SCHEDULERS.build(
+        dict(c), default_args=dict(optimizer=wrapper, epoch_length=5))
+        for c in cfgs]
+    for _ in range(15):
+        for s in schedulers:
+            s.step()
+    for g_fast, g_slow in zip(fast.param_groups, slow.param_groups):
+        for name in ('lr', 'weight_decay', 'initial_lr',
+                     'initial_weight_decay'):
+            assert g_fast[name] == pytest.approx(g_slow[name], rel=1e-12)
+    for state, s in zip(states, schedulers):
+        ref = s.state_dict()
+        assert state['last_step'] == ref['last_step']
+        assert state['base_values'] == pytest.approx(ref['base_values'])
+        assert state['_last_value'] == pytest.approx(ref['_last_value'])
