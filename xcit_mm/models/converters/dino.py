@@ -202,6 +202,7 @@ def fast_forward_schedulers(scheduler_cfgs: List[dict],
         ``param_schedulers``.
     """
     import copy
+    import inspect
 
     from mmengine.optim import OptimWrapper
     from mmengine.registry import PARAM_SCHEDULERS
@@ -209,11 +210,16 @@ def fast_forward_schedulers(scheduler_cfgs: List[dict],
     hyper = ('lr', 'weight_decay', 'momentum')
     keys = [tuple(g.get(h) for h in hyper) for g in optimizer.param_groups]
     kinds = sorted(set(keys), key=keys.index)
-    proxy = torch.optim.SGD(
+    if len(kinds) == 1 and len(keys) > 1:
+        kinds = kinds * 2  # mmengine adds its base group only for >1 groups
+    accepted = inspect.signature(type(optimizer)).parameters
+    defaults = {k: v for k, v in optimizer.defaults.items() if k in accepted}
+    proxy = type(optimizer)(
         [dict(params=[nn.Parameter(torch.zeros(1))],
               **{h: v for h, v in zip(hyper, kind) if v is not None})
-         for kind in kinds], lr=kinds[0][0])
+         for kind in kinds], **defaults)
     wrapper = OptimWrapper(proxy)
+    real = OptimWrapper(optimizer)  # the groups the resumed run will see
     schedulers = []
     for cfg in scheduler_cfgs:
         cfg = copy.deepcopy(dict(cfg))
@@ -235,11 +241,14 @@ def fast_forward_schedulers(scheduler_cfgs: List[dict],
         for name, value in proxy.param_groups[i].items():
             if name != 'params':
                 group[name] = value
+    if real.base_param_settings is not None:
+        index.append(len(kinds))  # mmengine's base group: the defaults
     states = []
     for s in schedulers:
         state = s.state_dict()
         for name, value in state.items():
-            if isinstance(value, list) and len(value) == len(kinds):
+            if isinstance(value, list) and len(value) == len(
+                    wrapper.param_groups):
                 state[name] = [value[i] for i in index]
         states.append(state)
     return states
