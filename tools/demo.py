@@ -149,7 +149,8 @@ def knn_top1(config: str, options: list, work_dir: str, checkpoint=None,
 def main_dino(args) -> int:
     start, cpu0 = time.time(), children_cpu_s()
     data_root = prepare_digits(osp.join(REPO, args.data_root))
-    work_dir = osp.join(REPO, args.work_dir or 'work_dirs/dino_xcit-digits_demo')
+    work_dir = osp.join(REPO, args.work_dir
+                        or 'work_dirs/dino_xcit-digits_demo')
     os.makedirs(work_dir, exist_ok=True)
     options = ['--cfg-options'] + [
         f'{key}.dataset.data_root={data_root}'

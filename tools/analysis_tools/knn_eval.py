@@ -108,7 +108,8 @@ def knn_eval(args) -> dict:
                 f'{args.config} has no `{key}`. k-NN evaluation needs '
                 '`knn_train_dataloader` (training images, evaluation '
                 'pipeline, labels) and `knn_val_dataloader` (the images to '
-                'classify); see configs/dino/dino_xcit-digits_demo.py for an example.')
+                'classify); configs/dino/dino_xcit-digits_demo.py has '
+                'both.')
     cfg.launcher = args.launcher
     if args.launcher != 'none' and not setup_cpu_distributed(cfg):
         init_dist(args.launcher, **cfg.get('env_cfg', {}).get(

@@ -81,8 +81,9 @@ def weighted_knn(train_feats: torch.Tensor,
 
 
 @torch.no_grad()
-def extract_features(backbone: nn.Module, data_preprocessor: nn.Module,
-                     dataloader: Iterable) -> Tuple[torch.Tensor, torch.Tensor]:
+def extract_features(
+        backbone: nn.Module, data_preprocessor: nn.Module,
+        dataloader: Iterable) -> Tuple[torch.Tensor, torch.Tensor]:
     """Class-token features and labels of a whole data set, in its order.
 
     The backbone runs in eval mode (restored afterwards); its last output

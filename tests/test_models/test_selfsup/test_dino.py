@@ -11,10 +11,9 @@ from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
 from tests.conftest import TINY_ARCH
-from xcit_mm.engine import DINOHook, DINOOptimWrapperConstructor
+from xcit_mm.engine import DINOOptimWrapperConstructor
 from xcit_mm.engine.hooks.dino_hook import clip_grad_per_param_
-from xcit_mm.models import DINO
-from xcit_mm.models.selfsup.dino import teacher_momentum
+from xcit_mm.models.selfsup.dino import DINO, teacher_momentum
 from xcit_mm.utils.errors import InputShapeError
 
 K = 16  # prototypes

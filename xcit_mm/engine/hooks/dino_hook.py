@@ -1,6 +1,6 @@
 """The training-time parts of DINO that sit around the optimizer step."""
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn

@@ -74,9 +74,12 @@ class DINOLoss(nn.Module):
         return self.warmup_teacher_temp + (
             self.teacher_temp - self.warmup_teacher_temp) * epoch / (n - 1)
 
-    def forward(self, student_outs: Sequence[torch.Tensor],
-                teacher_outs: Sequence[torch.Tensor],
-                epoch: int = 0) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def forward(
+        self,
+        student_outs: Sequence[torch.Tensor],
+        teacher_outs: Sequence[torch.Tensor],
+        epoch: int = 0,
+    ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """Compute the loss and update the centre.
 
         Args:

@@ -148,8 +148,9 @@ class DINO(BaseSelfSupervisor):
                 "backbone's out_type='cls_token'.")
         return feats
 
-    def multi_crop_forward(self, backbone: nn.Module, head: nn.Module,
-                           views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    def multi_crop_forward(
+            self, backbone: nn.Module, head: nn.Module,
+            views: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         """Backbone on each run of same-sized views, head once on all.
 
         Returns one (B, K) logit tensor per view."""
