@@ -121,8 +121,8 @@ param_scheduler = [
 train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
 custom_hooks = [
     # a faster teacher (0.99 -> 1) for a run of 575 iterations; the
-    # prototypes train from the start (freezing them in the first of 25
-    # epochs did not help here)
+    # prototypes train from the start (DINO freezes them for one epoch; the
+    # settings probed here did not)
     dict(type='xcit_mm.DINOHook', momentum=0.99, clip_grad=3.0,
          freeze_last_layer=0),
     dict(type='xcit_mm.KNNEvalHook', interval=5,
