@@ -79,13 +79,16 @@ def convert_full(ckpt: dict, args) -> dict:
         iters = len(loader)
     epoch = state['epoch']
     max_epochs = cfg.train_cfg.max_epochs
-    schedulers = fast_forward_schedulers(cfg.param_scheduler, optimizer,
-                                         epoch, iters, max_epochs)
+    schedulers, base = fast_forward_schedulers(cfg.param_scheduler,
+                                               optimizer, epoch, iters,
+                                               max_epochs)
     optim_state = state['optimizer']
     optim_state['param_groups'] = [
         dict(g, params=p['params']) for g, p in zip(
             [{k: v for k, v in g.items() if k != 'params'}
              for g in optimizer.param_groups], optim_state['param_groups'])]
+    if base is not None:  # mmengine's extra group (logged as base_lr)
+        optim_state['base_param_settings'] = base
     hub = MessageHub.get_instance('dino2mm')
     meta = dict(epoch=epoch, iter=epoch * iters,
                 converted_from=osp.basename(args.src),

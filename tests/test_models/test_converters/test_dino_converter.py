@@ -218,8 +218,8 @@ def test_fast_forward_schedulers_equals_stepping_every_group():
             lr=2e-3, weight_decay=0.04)
 
     fast = optimizer()
-    states = fast_forward_schedulers(cfgs, fast, epoch=3, iters_per_epoch=5,
-                                     max_epochs=6)
+    states, base = fast_forward_schedulers(cfgs, fast, epoch=3,
+                                           iters_per_epoch=5, max_epochs=6)
     slow = optimizer()
     wrapper = OptimWrapper(slow)
     schedulers = [PARAM_SCHEDULERS.build(
@@ -232,6 +232,9 @@ def test_fast_forward_schedulers_equals_stepping_every_group():
         for name in ('lr', 'weight_decay', 'initial_lr',
                      'initial_weight_decay'):
             assert g_fast[name] == pytest.approx(g_slow[name], rel=1e-12)
+    for name in ('lr', 'weight_decay'):
+        assert base[name] == pytest.approx(
+            wrapper.base_param_settings[name], rel=1e-12)
     for state, s in zip(states, schedulers):
         ref = s.state_dict()
         assert state['last_step'] == ref['last_step']

@@ -198,8 +198,10 @@ def fast_forward_schedulers(scheduler_cfgs: List[dict],
     hyper-parameters are set to the resumed values.
 
     Returns:
-        list: One state dict per scheduler, for the checkpoint's
-        ``param_schedulers``.
+        tuple: One state dict per scheduler (the checkpoint's
+        ``param_schedulers``), and the values of mmengine's base group
+        (``OptimWrapper.base_param_settings``, None for one group), which
+        the checkpoint's ``optimizer`` carries.
     """
     import copy
     import inspect
@@ -241,8 +243,11 @@ def fast_forward_schedulers(scheduler_cfgs: List[dict],
         for name, value in proxy.param_groups[i].items():
             if name != 'params':
                 group[name] = value
+    base = None
     if real.base_param_settings is not None:
         index.append(len(kinds))  # mmengine's base group: the defaults
+        base = dict(wrapper.base_param_settings)
+        base['params'] = real.base_param_settings['params']
     states = []
     for s in schedulers:
         state = s.state_dict()
@@ -251,4 +256,4 @@ def fast_forward_schedulers(scheduler_cfgs: List[dict],
                     wrapper.param_groups):
                 state[name] = [value[i] for i in index]
         states.append(state)
-    return states
+    return states, base
