@@ -126,3 +126,48 @@ def write_config(path: str, cfg: dict) -> str:
         for k, v in cfg.items():
             f.write(f'{k} = {v!r}\n')
     return path
+
+
+@HOOKS.register_module(name='TestKillRankOnceHook', force=True)
+class KillRankOnceHook(Hook):
+    """SIGKILL the process of rank ``rank`` just before iteration
+    ``iteration`` (1-based), once: ``marker`` records that it happened, so
+    a restarted process trains on."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, iteration: int, rank: int, marker: str):
+        self.iteration, self.rank, self.marker = iteration, rank, marker
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        from mmengine.dist import get_rank
+        if (runner.iter + 1 == self.iteration and get_rank() == self.rank
+                and not os.path.exists(self.marker)):
+            open(self.marker, 'w').close()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module(name='TestNaNInputOnRankHook', force=True)
+class NaNInputOnRankHook(Hook):
+    """Multiply the backbone input by NaN during iteration ``iteration``
+    (1-based) on rank ``rank`` only."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, iteration: int, rank: int):
+        self.iteration, self.rank, self.handle = iteration, rank, None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        from mmengine.dist import get_rank
+        from mmengine.model import is_model_wrapper
+        if runner.iter + 1 == self.iteration and get_rank() == self.rank:
+            model = runner.model.module if is_model_wrapper(
+                runner.model) else runner.model
+            self.handle = model.backbone.register_forward_pre_hook(
+                lambda m, args: (args[0] * float('nan'), ))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None

@@ -2,6 +2,7 @@
 # Distributed testing with torchrun.
 #   bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py args ...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# No usable GPU is an error; XCIT_MM_CPU=1 tests on the CPU (gloo) on purpose.
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2

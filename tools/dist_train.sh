@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun + torch.distributed DDP (mmengine).
-#   bash tools/dist_train.sh CONFIG GPUS [train.py args ...]
+#   [MAX_RESTARTS=N] bash tools/dist_train.sh CONFIG GPUS [train.py args ...]
 # Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
-# On a machine without GPUs the processes use the gloo backend on the CPU.
+# MAX_RESTARTS (default 0) is torchrun's --max-restarts: when a process
+# dies, torchrun stops the others and starts all of them again, up to N
+# times; tools/train.py then resumes from the newest complete checkpoint of
+# the work dir by itself (see tools/README.md, "Elastic restart").
+# No usable GPU is an error; XCIT_MM_CPU=1 runs the processes on the CPU
+# (gloo backend) on purpose, and so does a torch built without CUDA.
 set -euo pipefail
 CONFIG=$1
 GPUS=$2
@@ -10,6 +15,7 @@ NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+MAX_RESTARTS=${MAX_RESTARTS:-0}
 DIR=$(cd "$(dirname "$0")" && pwd)
 PYTHON=${PYTHON:-python}
 
@@ -20,4 +26,5 @@ PYTHONPATH="$DIR/..:${PYTHONPATH:-}" \
     --master_addr="$MASTER_ADDR" \
     --nproc_per_node="$GPUS" \
     --master_port="$PORT" \
+    --max-restarts="$MAX_RESTARTS" \
     "$DIR/train.py" "$CONFIG" --launcher pytorch "${@:3}"

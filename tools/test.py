@@ -13,7 +13,10 @@ CHECKPOINT is read with ``torch.load(weights_only=True)`` and an allow-list
 (``xcit_mm.utils.safe_load``) and must fill the whole model
 (``xcit_mm.CheckpointMatchHook(mode='strict')``); bad input is reported in
 one paragraph with exit status 1 (``--debug`` shows the traceback).
-With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU.
+With ``--launcher pytorch`` and no usable GPU the run stops with one
+paragraph, unless CPU runs are asked for with ``XCIT_MM_CPU=1`` (or torch
+has no CUDA): the processes then use gloo on the CPU (see
+``xcit_mm.utils.setup_cpu_distributed``).
 """
 import argparse
 import os
@@ -26,9 +29,8 @@ from mmengine.runner import Runner
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_test_defaults
 from xcit_mm.utils.config_checks import apply_common_args
-from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
-                                  explain_exception, failed_in_dataset,
-                                  run_cli)
+from xcit_mm.utils.cli import explain_exception, failed_in_dataset, run_cli
+from xcit_mm.utils.errors import MissingFileError
 from xcit_mm.utils.launch import setup_cpu_distributed
 
 #: How each library's visualization hook is told to draw and where.
@@ -109,11 +111,11 @@ def merge_args(cfg: Config, args) -> Config:
 
 def test(args):
     if not osp.isfile(args.config):
-        raise DataNotFoundError(f'The config file {args.config} does not '
+        raise MissingFileError(f'The config file {args.config} does not '
                                 'exist (configs/ holds the shipped ones).')
     cfg = merge_args(Config.fromfile(args.config), args)
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise CheckpointNotFoundError(
+        raise MissingFileError(
             f'CHECKPOINT {args.checkpoint} does not exist. Pass the .pth that '
             'training wrote (work_dirs/<config>/epoch_N.pth), or convert '
             'official / timm XCiT weights with '

@@ -7,7 +7,7 @@
 Works for every task config under configs/ (classification, detection,
 segmentation): the config's ``default_scope`` picks the library.
 
-Reliability (see README, "Faults and bad input"): epoch-based configs run
+Reliability (see tools/README.md, "Reliability"): epoch-based configs run
 ``xcit_mm.ResumableEpochBasedTrainLoop`` and ``xcit_mm.AtomicCheckpointHook``
 so that ``--resume`` (= ``--resume auto``) continues bit-exactly from the
 last *complete* checkpoint, also in the middle of an epoch; a NaN loss stops
@@ -16,8 +16,12 @@ neither in the config nor arguments of the object they configure are
 refused; bad input (missing data, malformed annotations, a checkpoint of
 another model, an unknown ``type``) is reported in one paragraph, exit
 status 1. ``--debug`` shows the traceback instead.
-With ``--launcher pytorch`` and no GPU the processes use gloo on the CPU
-(see ``xcit_mm.utils.setup_cpu_distributed``).
+With ``--launcher pytorch`` and no usable GPU the run stops with one
+paragraph, unless CPU runs are asked for with ``XCIT_MM_CPU=1`` (or torch
+has no CUDA): the processes then use gloo on the CPU (see
+``xcit_mm.utils.setup_cpu_distributed``).
+A process that torchrun restarts (``MAX_RESTARTS=N tools/dist_train.sh``)
+resumes from the newest complete checkpoint of the work dir by itself.
 """
 import argparse
 import os
@@ -32,9 +36,9 @@ from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
 from xcit_mm.engine.defaults import apply_train_defaults
 from xcit_mm.utils.config_checks import (apply_common_args,
                                          check_checkpoint_paths)
-from xcit_mm.utils.errors import (CheckpointNotFoundError, DataNotFoundError,
-                                  explain_exception, failed_in_dataset,
-                                  run_cli)
+from xcit_mm.utils.amp import select_amp_dtype
+from xcit_mm.utils.cli import explain_exception, failed_in_dataset, run_cli
+from xcit_mm.utils.errors import MissingFileError
 from xcit_mm.utils.fileio import find_resume_checkpoint
 from xcit_mm.utils.launch import setup_cpu_distributed
 
@@ -76,10 +80,14 @@ def parse_args(argv=None):
 
 
 def amp_dtype() -> str:
+    """bf16 where this rank's GPU computes it natively, else fp16."""
     import torch
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return 'bfloat16'
-    return 'float16'
+    device = 'cpu'
+    if torch.cuda.is_available():  # no CUDA context is created here
+        local_rank = int(os.environ.get('LOCAL_RANK', 0))
+        device = f'cuda:{local_rank % torch.cuda.device_count()}'
+
+    return select_amp_dtype(device)
 
 
 def merge_args(cfg: Config, args) -> Config:
@@ -100,6 +108,14 @@ def merge_args(cfg: Config, args) -> Config:
         cfg.auto_scale_lr.enable = True
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    if args.resume is None and int(
+            os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)) > 0:
+        # torchrun restarted this process (--max-restarts) after a failure:
+        # continue from the last complete checkpoint, not from scratch
+        print_log('Restarted by torchrun (restart '
+                  f"{os.environ['TORCHELASTIC_RESTART_COUNT']}): resuming.",
+                  logger='current')
+        args.resume = 'auto'
     if args.resume == 'auto':
         # the newest *complete* checkpoint (mmengine would take whatever
         # last_checkpoint names); none: start from scratch / load_from
@@ -123,7 +139,7 @@ def check_inputs(cfg: Config) -> list:
     if cfg.get('load_from') and not osp.isfile(cfg.load_from) and \
             '://' not in cfg.load_from:
         what = 'resume from' if cfg.get('resume') else 'load_from'
-        raise CheckpointNotFoundError(
+        raise MissingFileError(
             f'The {what} checkpoint {cfg.load_from!r} does not exist. Check '
             'the path, train or convert that checkpoint first '
             '(tools/model_converters/xcit2mm.py), or pass another with '
@@ -136,7 +152,7 @@ def check_inputs(cfg: Config) -> list:
 
 def train(args) -> None:
     if not osp.isfile(args.config):
-        raise DataNotFoundError(f'The config file {args.config} does not '
+        raise MissingFileError(f'The config file {args.config} does not '
                                 'exist (configs/ holds the shipped ones).')
     cfg = merge_args(Config.fromfile(args.config), args)
     loaders = check_inputs(cfg)

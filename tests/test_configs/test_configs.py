@@ -85,8 +85,9 @@ def test_config_parses_and_builds(path):
     if dist:
         assert type(model.teacher).__name__ == 'TimmClassifier'
         assert cfg.model.teacher.model_name == 'regnety_160'
-        assert cfg.model.alpha == 0.5
-        assert cfg.model.distill_loss.kd_type == 'hard'
+        assert type(model.head).__name__ == 'DistillClsHead'
+        assert (model.head.alpha, model.head.distill_loss.kd_type) == (
+            0.5, 'hard')
     size = 384 if hi_res else 224
     train_crop = cfg.train_dataloader.dataset.pipeline[1]
     assert (train_crop.type, train_crop.scale) == ('RandomResizedCrop', size)

@@ -11,7 +11,7 @@ from tests.conftest import make_image_folder
 from xcit_mm.datasets import LoadImageFromFile
 from xcit_mm.datasets.checks import (check_coco_annotations,
                                      check_data_paths, diagnose_datasets)
-from xcit_mm.utils.errors import (AnnotationError, DataNotFoundError,
+from xcit_mm.utils.errors import (AnnotationError, MissingFileError,
                                   ImageLoadError)
 
 
@@ -60,7 +60,7 @@ def test_coco_valid_and_structure(tmp_path):
     path.write_text('[1, 2]')
     with pytest.raises(AnnotationError, match='is a list, not an object'):
         check_coco_annotations(str(path))
-    with pytest.raises(DataNotFoundError):
+    with pytest.raises(MissingFileError):
         check_coco_annotations(str(tmp_path / 'none.json'))
 
 
@@ -73,7 +73,7 @@ def test_data_paths_through_wrappers(tmp_path):
     cfg = Config(dict(default_scope='mmdet', train_dataloader=dict(
         dataset=dict(type='ConcatDataset', datasets=[
             ok, dict(type='RepeatDataset', times=2, dataset=bad)]))))
-    with pytest.raises(DataNotFoundError) as info:
+    with pytest.raises(MissingFileError) as info:
         check_data_paths(cfg, ['train_dataloader'])
     msg = str(info.value)
     assert 'image folder' in msg and 'val2017' in msg

@@ -4,7 +4,8 @@ import pytest
 from mmengine.registry import DATASETS, init_default_scope
 
 from tests.conftest import make_split_folders
-from xcit_mm.datasets import DatasetNotFoundError, ImageNet
+from xcit_mm.datasets import ImageNet
+from xcit_mm.utils.errors import MissingFileError
 from xcit_mm.utils import MissingFileError
 
 CLASSES = ('class_0', 'class_1')
@@ -37,7 +38,7 @@ def test_loads_flat_folder_with_annotation_file(tmp_path):
 
 def test_missing_data_names_path_and_layout(tmp_path):
     root = str(tmp_path / 'imagenet')
-    with pytest.raises(DatasetNotFoundError) as e:
+    with pytest.raises(MissingFileError) as e:
         build(data_root=root, split='train')
     msg = str(e.value)
     assert f"'{root}/train' does not exist" in msg
@@ -49,5 +50,5 @@ def test_missing_data_names_path_and_layout(tmp_path):
 
 def test_missing_annotation_file(tmp_path):
     root = make_split_folders(str(tmp_path / 'imagenet'))
-    with pytest.raises(DatasetNotFoundError, match='meta/missing.txt'):
+    with pytest.raises(MissingFileError, match='meta/missing.txt'):
         build(data_root=root, split='val', ann_file='meta/missing.txt')

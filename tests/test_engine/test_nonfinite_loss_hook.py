@@ -88,7 +88,8 @@ def _all_finite(sd):
 
 
 def test_stop_names_iteration_and_terms(tmp_path):
-    runner = _runner(tmp_path, [NonFiniteLossHook('stop'), NaNInputAt(3)])
+    runner = _runner(tmp_path, [NonFiniteLossHook('stop', interval=1),
+                                NaNInputAt(3)])
     with pytest.raises(NonFiniteLossError) as info:
         runner.train()
     msg = str(info.value)
@@ -100,6 +101,40 @@ def test_stop_names_iteration_and_terms(tmp_path):
     files = sorted(glob.glob(str(tmp_path / 'work' / 'iter_*.pth')))
     assert [osp.basename(f) for f in files] == ['iter_1.pth', 'iter_2.pth']
     assert all(_all_finite(_ckpt(tmp_path, i)) for i in (1, 2))
+
+
+def test_deferred_check_never_writes_a_nonfinite_checkpoint(tmp_path):
+    """The default reads a flag accumulated on the device: no sync per
+    iteration, and it is read before each checkpoint."""
+    hook = NonFiniteLossHook('stop')
+    assert hook.interval == 50
+    runner = _runner(tmp_path, [hook, NaNInputAt(3)])
+    model = runner.model
+    with pytest.raises(NonFiniteLossError) as info:
+        runner.train()
+    msg = str(info.value)
+    assert 'Non-finite loss at iteration 3/4: loss=nan' in msg
+    assert 'found at iteration 3' in msg and 'checkpoints on disk' in msg
+    # the loss was not checked before the step (that is what is saved) ...
+    assert not all(torch.isfinite(p).all() for p in model.parameters())
+    # ... but no checkpoint was written after it
+    files = sorted(glob.glob(str(tmp_path / 'work' / 'iter_*.pth')))
+    assert [osp.basename(f) for f in files] == ['iter_1.pth', 'iter_2.pth']
+    assert all(_all_finite(_ckpt(tmp_path, i)) for i in (1, 2))
+
+
+def test_deferred_check_every_interval(tmp_path):
+    """Without checkpoints, the flag is read every ``interval`` iterations
+    and names the first bad one."""
+    runner = _runner(tmp_path, [NonFiniteLossHook('stop', interval=2),
+                                NaNInputAt(1)])
+    hooks = [h for h in runner.hooks
+             if type(h).__name__ != 'AtomicCheckpointHook']
+    runner._hooks = hooks
+    with pytest.raises(NonFiniteLossError,
+                       match=r'iteration 1/4.*found at iteration 2'):
+        runner.train()
+    assert not glob.glob(str(tmp_path / 'work' / 'iter_*.pth'))
 
 
 def test_skip_discards_the_iteration(tmp_path):

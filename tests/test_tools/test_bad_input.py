@@ -84,7 +84,7 @@ def test_unknown_arch_and_patch_size(tmp_path, data, capsys):
            "Unknown XCiT arch 'smal-12'", "Did you mean ['small-12'")
     _fails(capsys, TRAIN, _train(tmp_path, cfg, '--cfg-options',
                                  'model.backbone.patch_size=14'),
-           'patch_size must be 8 or 16, got 14')
+           'patch_size must be one of [8, 16], got 14')
 
 
 def test_wrong_input_channels(tmp_path, data, capsys):

@@ -20,7 +20,7 @@ def test_dist_train_two_cpu_processes(tmp_path):
         'train_dataloader.batch_size=4', 'train_cfg.max_epochs=1',
         'default_hooks.checkpoint.interval=1',
         'default_hooks.logger.interval=1'
-    ], timeout=400, PORT=str(free_port()))
+    ], timeout=400, PORT=str(free_port()), XCIT_MM_CPU='1')
     assert proc.returncode == 0, explain(proc)
     log = proc.stdout + proc.stderr
     assert 'Distributed training: True' in log

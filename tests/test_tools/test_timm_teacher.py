@@ -28,7 +28,8 @@ def test_convert_local_timm_file_and_load_as_teacher(tmp_path):
     student = MODELS.build(dict(
         type='xcit_mm.DistillImageClassifier',
         backbone=dict(type='xcit_mm.XCiT', arch=TINY_ARCH),
-        head=dict(type='LinearClsHead', num_classes=3, in_channels=32),
+        head=dict(type='xcit_mm.DistillClsHead', num_classes=3,
+                  in_channels=32),
         teacher=tiny_teacher_cfg(3), teacher_ckpt=out))
     student.load_teacher()
     for k, v in src_model.state_dict().items():

@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
-from xcit_mm.utils.checkpoint import (CheckpointError, UnsafeCheckpointError,
-                                      safe_load)
+from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.utils.errors import CheckpointError, UnsafeCheckpointError
 
 
 class _RunsCode:

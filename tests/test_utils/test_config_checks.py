@@ -6,8 +6,9 @@ from mmengine.config import Config
 from xcit_mm.utils.config_checks import (check_cfg_options,
                                          check_checkpoint_paths,
                                          iter_checkpoint_paths)
-from xcit_mm.utils.errors import (CheckpointNotFoundError, ConfigError,
-                                  explain_exception, registry_suggestions)
+from xcit_mm.utils.cli import explain_exception
+from xcit_mm.utils.errors import ConfigError, MissingFileError
+from xcit_mm.utils.suggest import registry_suggestions
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_checkpoint_paths(tmp_path):
     assert found == {
         'model.teacher.init_cfg.checkpoint': str(tmp_path / 'teacher.pth'),
         'model.teacher_ckpt': str(tmp_path / 'regnet.pth')}
-    with pytest.raises(CheckpointNotFoundError) as info:
+    with pytest.raises(MissingFileError) as info:
         check_checkpoint_paths(cfg)
     assert 'The teacher checkpoint' in str(info.value)
     assert '--cfg-options model.teacher.init_cfg.checkpoint=PATH' in str(

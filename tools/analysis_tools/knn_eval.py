@@ -25,8 +25,9 @@ import os.path as osp
 
 from mmengine.config import Config, DictAction
 
+from xcit_mm.utils.cli import run_cli
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  MissingFileError, run_cli)
+                                  MissingFileError)
 
 
 def parse_args(argv=None):

@@ -36,7 +36,7 @@ import mmcv
 import numpy as np
 from mmengine.config import Config, DictAction
 
-from xcit_mm.utils.checkpoint import CheckpointError
+from xcit_mm.utils.errors import CheckpointError
 from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
                                              compute_attention,
                                              draw_cls_attention_grid,

@@ -27,7 +27,8 @@ import sys
 
 import torch
 
-from xcit_mm.utils.errors import ConfigError, run_cli
+from xcit_mm.utils.cli import run_cli
+from xcit_mm.utils.errors import ConfigError
 
 
 def parse_args(argv=None):

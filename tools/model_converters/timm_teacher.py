@@ -20,8 +20,7 @@ import os.path as osp
 
 import torch
 
-from xcit_mm.models.classifiers.distill import unwrap_teacher_state
-from xcit_mm.utils import safe_load
+from xcit_mm.utils import safe_load, strip_common_prefixes, unwrap_checkpoint
 
 
 def parse_args(argv=None):
@@ -51,7 +50,8 @@ def main(argv=None):
             raise SystemExit(f'error: {args.src!r} does not exist.')
         # timm remaps the keys with the model's own filter (e.g. old RegNet
         # names) and loads strictly
-        overlay['state_dict'] = unwrap_teacher_state(safe_load(args.src))
+        overlay['state_dict'] = strip_common_prefixes(
+            unwrap_checkpoint(safe_load(args.src)), ('module.', ))
     if overlay:
         kwargs['pretrained_cfg_overlay'] = overlay
     try:

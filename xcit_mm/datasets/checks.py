@@ -12,7 +12,7 @@ import numbers
 import os.path as osp
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-from xcit_mm.utils.errors import AnnotationError, DataNotFoundError
+from xcit_mm.utils.errors import AnnotationError, MissingFileError
 from xcit_mm.datasets.imagenet import check_image_folder
 
 
@@ -50,7 +50,7 @@ def _join(data_root: str, path: str) -> str:
 
 
 def check_data_paths(cfg: Any, loader_keys: Sequence[str]) -> None:
-    """Raise :class:`DataNotFoundError` for the first data set folder or
+    """Raise :class:`MissingFileError` for the first data set folder or
     annotation file that a loader's data set names and that does not exist.
 
     Follows mmengine's ``BaseDataset`` rules: ``ann_file`` and the values of
@@ -70,13 +70,13 @@ def check_data_paths(cfg: Any, loader_keys: Sequence[str]) -> None:
             check_image_folder(root, ds.get('data_prefix') or ds.get(
                 'split', ''), ds.get('ann_file') or '')
         if root and not _is_remote(root, ds) and not osp.isdir(root):
-            raise DataNotFoundError(_missing(
+            raise MissingFileError(_missing(
                 f'{key}.data_root', root, 'data set folder', key))
         ann = ds.get('ann_file') or ''
         if ann and isinstance(ann, str) and not _is_remote(ann, ds):
             path = _join(root, ann)
             if not osp.isfile(path):
-                raise DataNotFoundError(_missing(
+                raise MissingFileError(_missing(
                     f'{key}.ann_file', path, 'annotation file', key))
         prefix = ds.get('data_prefix') or {}
         if isinstance(prefix, str):  # mmpretrain accepts a plain folder
@@ -86,7 +86,7 @@ def check_data_paths(cfg: Any, loader_keys: Sequence[str]) -> None:
                 continue
             path = _join(root, sub)
             if not osp.isdir(path):
-                raise DataNotFoundError(_missing(
+                raise MissingFileError(_missing(
                     f'{key}.data_prefix.{name}', path, 'image folder', key))
 
 
@@ -126,12 +126,12 @@ def check_coco_annotations(path: str, require_annotations: bool = True
         dict: counts of images, categories and annotations.
 
     Raises:
-        DataNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist.
         AnnotationError: the first problem, located (e.g.
             ``annotations[12].bbox``).
     """
     if not osp.isfile(path):
-        raise DataNotFoundError(f'COCO annotation file {path} does not '
+        raise MissingFileError(f'COCO annotation file {path} does not '
                                 'exist.')
     try:
         with open(path, encoding='utf-8') as f:

@@ -27,14 +27,11 @@ test_dataloader.dataset.data_root=PATH. Without ImageNet, `python
 tools/demo.py` runs the same tools on a small built-in dataset."""
 
 
-class DatasetNotFoundError(MissingFileError):
-    """A dataset folder or annotation file that does not exist."""
-
-
 def check_image_folder(data_root: str, data_prefix: Union[str, dict] = '',
                        ann_file: str = '', name: str = 'ImageNet',
                        help_text: Optional[str] = None) -> None:
-    """Raise :class:`DatasetNotFoundError` unless the images are there.
+    """Raise :class:`~xcit_mm.utils.errors.MissingFileError` unless the
+    images are there.
 
     Args:
         data_root (str): Dataset root.
@@ -58,7 +55,7 @@ def check_image_folder(data_root: str, data_prefix: Union[str, dict] = '',
         return
     help_text = (IMAGENET_HELP if help_text is None else help_text).format(
         root=data_root or '.')
-    raise DatasetNotFoundError(
+    raise MissingFileError(
         f'{name} data not found: {", ".join(repr(p) for p in missing)} does '
         f'not exist.\n{help_text}')
 
@@ -69,8 +66,8 @@ class ImageNet(_MMPretrainImageNet):
 
     Identical to mmpretrain's dataset (same arguments, layouts and class
     names), except that a missing ``data_root/split`` folder or annotation
-    file raises :class:`DatasetNotFoundError` with the expected layout and
-    how to prepare it, instead of a bare ``[Errno 2]`` from deep inside the
+    file raises :class:`~xcit_mm.utils.errors.MissingFileError` with the
+    expected layout and how to prepare it, instead of a bare ``[Errno 2]`` from deep inside the
     folder scan. Use it in a config as ``type='xcit_mm.ImageNet'``.
     """
 

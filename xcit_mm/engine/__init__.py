@@ -3,11 +3,11 @@
 from .hooks import *  # noqa: F401,F403
 from .hooks import (AtomicCheckpointHook, CheckpointMatchHook, DINOHook,
                     KNNEvalHook, NonFiniteLossHook, ResourceMonitorHook)
-from .loops import ResumableEpochBasedTrainLoop
+from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 from .optimizers import DINOOptimWrapperConstructor
 
 __all__ = [
     'AtomicCheckpointHook', 'CheckpointMatchHook', 'DINOHook', 'KNNEvalHook',
     'NonFiniteLossHook', 'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
-    'DINOOptimWrapperConstructor'
+    'ResumableIterBasedTrainLoop', 'DINOOptimWrapperConstructor'
 ]

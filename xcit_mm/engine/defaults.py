@@ -20,7 +20,9 @@ def apply_train_defaults(cfg: Any) -> List[str]:
 
     - ``train_cfg`` with ``by_epoch=True`` and no ``type`` runs
       :class:`~xcit_mm.engine.ResumableEpochBasedTrainLoop` (exact
-      mid-epoch resume);
+      mid-epoch resume), with ``by_epoch=False``
+      :class:`~xcit_mm.engine.ResumableIterBasedTrainLoop` (resume without
+      replaying the data);
     - a ``CheckpointHook`` becomes :class:`~xcit_mm.engine.
       AtomicCheckpointHook` (same arguments; safe deletion order and
       pointer);
@@ -34,10 +36,11 @@ def apply_train_defaults(cfg: Any) -> List[str]:
     """
     changes = []
     train_cfg = cfg.get('train_cfg')
-    if train_cfg and train_cfg.get('by_epoch') and 'type' not in train_cfg:
-        train_cfg.pop('by_epoch')
-        train_cfg['type'] = 'xcit_mm.ResumableEpochBasedTrainLoop'
-        changes.append('train loop: xcit_mm.ResumableEpochBasedTrainLoop')
+    if train_cfg and 'by_epoch' in train_cfg and 'type' not in train_cfg:
+        loop = ('xcit_mm.ResumableEpochBasedTrainLoop' if train_cfg.pop(
+            'by_epoch') else 'xcit_mm.ResumableIterBasedTrainLoop')
+        train_cfg['type'] = loop
+        changes.append(f'train loop: {loop}')
     hooks = list((cfg.get('default_hooks') or {}).values()) + list(
         cfg.get('custom_hooks') or [])
     for hook in hooks:

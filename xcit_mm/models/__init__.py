@@ -3,13 +3,13 @@
 from .backbones import *  # noqa: F401,F403
 from .backbones import XCiT
 from .classifiers import DistillImageClassifier
-from .heads import DINOHead
+from .heads import DINOHead, DistillClsHead
 from .losses import DINOLoss, DistillationLoss
 from .necks import *  # noqa: F401,F403
 from .necks import XCiTMultiScaleNeck
 from .selfsup import DINO
 
 __all__ = [
-    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillationLoss',
-    'DINO', 'DINOHead', 'DINOLoss'
+    'XCiT', 'XCiTMultiScaleNeck', 'DistillImageClassifier', 'DistillClsHead',
+    'DistillationLoss', 'DINO', 'DINOHead', 'DINOLoss'
 ]

@@ -5,29 +5,27 @@ few Python objects that mmengine (``HistoryBuffer`` and numpy scalars in the
 message hub) and the official XCiT files (an ``argparse.Namespace``) pickle.
 mmengine 0.10.7 then fails to resume. Rather than switching safety off,
 :func:`safe_load` allow-lists exactly those objects for the duration of one
-load, and :func:`install_safe_checkpoint_loader` makes mmengine's loader for
-local files (used by ``Runner.resume``, ``load_checkpoint`` and
-``init_cfg=dict(type='Pretrained')``) call it. Anything else that a pickle
-names (e.g. ``os.system``) is refused with :class:`UnsafeCheckpointError`.
+load. Anything else that a pickle names (e.g. ``os.system``) is refused with
+:class:`~xcit_mm.utils.errors.UnsafeCheckpointError`.
+
+:func:`use_safe_checkpoint_loading` is the one process-wide change: it makes
+mmengine's checkpoint loaders for local files and ``http(s)://`` URLs (used
+by ``Runner.resume``, ``load_checkpoint`` and
+``init_cfg=dict(type='Pretrained')``) read through the allow-list.
+``import xcit_mm`` calls it.
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
 import pickle
 import zipfile
-from typing import Any, List, Optional
-from urllib.parse import urlparse
+from typing import Any, Iterator, List
 
 import numpy as np
 import torch
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be read."""
-
-
-class UnsafeCheckpointError(CheckpointError):
-    """A checkpoint that asks to build objects outside the allow-list."""
+from xcit_mm.utils.errors import CheckpointError, UnsafeCheckpointError
 
 
 def _numpy_globals() -> List[Any]:
@@ -77,22 +75,13 @@ def _unsupported_global(msg: str) -> str:
     return msg.strip().splitlines()[0] if msg.strip() else 'unknown'
 
 
-def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
-    """Load a checkpoint with ``weights_only=True`` and the allow-list.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        UnsafeCheckpointError: the file pickles something outside the
-            allow-list (it is refused, nothing in it runs).
-        CheckpointError: the file is truncated or not a checkpoint.
-    """
-    filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
+@contextlib.contextmanager
+def _allow_listed(filename: str) -> Iterator[None]:
+    """Unpickle with :func:`allowed_globals`; turn torch's and zipfile's
+    errors into :class:`CheckpointError` messages that say what to do."""
     try:
         with torch.serialization.safe_globals(allowed_globals()):
-            return torch.load(filename, map_location=map_location,
-                              weights_only=True)
+            yield
     except pickle.UnpicklingError as e:
         msg = str(e)
         if 'global' in msg.lower():  # a refused import, not a broken file
@@ -105,13 +94,31 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
             f'{filename!r} is not a readable checkpoint ({e}). The file may '
             'be truncated or corrupt: re-download or re-convert it.') from None
     except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
-        size = os.path.getsize(filename)
+        size = (f' ({os.path.getsize(filename)} bytes)'
+                if osp.isfile(filename) else '')
         raise CheckpointError(
-            f'{filename!r} ({size} bytes) is not a readable checkpoint: '
+            f'{filename!r}{size} is not a readable checkpoint: '
             f'{type(e).__name__}: {str(e).split(". ")[0]}. The file is '
-            'probably truncated or '
-            'corrupt (an interrupted download or save): re-download or '
-            're-convert it, or resume from an earlier checkpoint.') from None
+            'probably truncated or corrupt (an interrupted download or '
+            'save): re-download or re-convert it, or resume from an earlier '
+            'checkpoint.') from None
+
+
+def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
+    """Load a checkpoint with ``weights_only=True`` and the allow-list.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        UnsafeCheckpointError: the file pickles something outside the
+            allow-list (it is refused, nothing in it runs).
+        CheckpointError: the file is truncated or not a checkpoint.
+    """
+    filename = osp.expanduser(str(filename))
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
+    with _allow_listed(filename):
+        return torch.load(filename, map_location=map_location,
+                          weights_only=True)
 
 
 def _load_from_local(filename: str, map_location=None) -> Any:
@@ -121,36 +128,44 @@ def _load_from_local(filename: str, map_location=None) -> Any:
     return safe_load(filename, map_location)
 
 
-def _load_from_http(filename: str, map_location=None,
-                    model_dir: Optional[str] = None) -> Any:
-    """Download a checkpoint once (torch hub's cache) and read it with
-    :func:`safe_load`; in distributed runs rank 0 downloads first."""
+def _load_from_http(filename: str, map_location=None, model_dir=None,
+                    progress: bool = False) -> Any:
+    """mmengine's ``load_from_http`` (rank 0 downloads first into torch
+    hub's cache, then the others read it), reading with the allow-list.
+
+    mmengine's own function cannot be reused as it is: it calls
+    ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults
+    to False on every torch version, so a crafted file would run code.
+    """
     from mmengine.dist import get_dist_info
-    from torch.hub import download_url_to_file, get_dir
-    model_dir = model_dir or osp.join(get_dir(), 'checkpoints')
-    cached = osp.join(model_dir, osp.basename(urlparse(filename).path))
+    from torch.hub import load_state_dict_from_url
+
+    def load() -> Any:
+        with _allow_listed(filename):
+            return load_state_dict_from_url(
+                filename, model_dir=model_dir, map_location=map_location,
+                progress=progress, weights_only=True)
+
     rank, world_size = get_dist_info()
-
-    def fetch() -> None:
-        if not osp.exists(cached):
-            os.makedirs(model_dir, exist_ok=True)
-            # a temporary file moved into place: never a partial cache
-            download_url_to_file(filename, cached, progress=False)
-
     if rank == 0:
-        fetch()
+        checkpoint = load()
     if world_size > 1:
         torch.distributed.barrier()
-        if rank > 0:  # e.g. another node with its own cache
-            fetch()
-    return safe_load(cached, map_location)
+        if rank > 0:
+            checkpoint = load()
+    return checkpoint
 
 
-def install_safe_checkpoint_loader() -> None:
+def use_safe_checkpoint_loading() -> None:
     """Route mmengine's loading of local files and of ``http(s)://`` URLs
-    through safe_load (``torchvision://``, ``open-mmlab://`` and
-    ``mmcls://`` keep mmengine's own loader, which on torch >= 2.6 also
-    reads with ``weights_only=True``, without the allow-list)."""
+    through the allow-list of :func:`safe_load`.
+
+    This is the one process-wide change that ``import xcit_mm`` makes to
+    checkpoint loading; calling it again does nothing. ``torchvision://``,
+    ``open-mmlab://`` and ``mmcls://`` keep mmengine's own loader, which on
+    torch >= 2.6 also reads with ``weights_only=True``, without the
+    allow-list.
+    """
     from mmengine.runner.checkpoint import CheckpointLoader
     if CheckpointLoader._schemes.get('') is not _load_from_local:
         CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local,

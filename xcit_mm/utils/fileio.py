@@ -21,22 +21,15 @@ import logging
 import os
 import os.path as osp
 import re
-import tempfile
+import secrets
 import zipfile
 from pathlib import Path
 from typing import List, Optional, Union
 
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-#: New files get the usual permissions (mkstemp alone would give 0600).
-_FILE_MODE = 0o666 & ~_umask()
 #: Temporary files are ``.<name>.tmp-<pid>-<random>`` beside the target.
 TMP_PATTERN = re.compile(r'^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-\w+$')
 
@@ -58,11 +51,13 @@ def atomic_write(data: Union[bytes, str], filepath: Union[str, Path],
     os.makedirs(folder, exist_ok=True)
     if isinstance(data, str):
         data = data.encode(encoding)
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(filepath)}.tmp-{os.getpid()}-')
+    tmp = osp.join(folder, f'.{osp.basename(filepath)}.tmp-{os.getpid()}-'
+                   f'{secrets.token_hex(4)}')
+    # O_EXCL: a fresh file; mode 0o666 minus the process umask, the
+    # permissions open(path, 'wb') would give (mkstemp gives 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                 | getattr(os, 'O_BINARY', 0), 0o666)
     try:
-        if hasattr(os, 'fchmod'):
-            os.fchmod(fd, _FILE_MODE)
         with os.fdopen(fd, 'wb') as f:
             f.write(data)
             f.flush()
@@ -185,10 +180,8 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
         print_log(f'Removed {path}, a partial checkpoint left by a killed '
                   'save.', logger='current')
     candidates = []
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as f:
-            target = f.read().strip()
+    if osp.isfile(osp.join(work_dir, 'last_checkpoint')):
+        target = find_latest_checkpoint(work_dir)
         if target:
             # mmengine stores the path as written at save time; a moved
             # work dir still has the file beside the pointer

@@ -15,13 +15,14 @@ weights; for them only the XCA matrices exist.
 Used by ``tools/analysis_tools/visualize_attention.py``.
 """
 import math
-import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.utils.errors import CheckpointMismatchError, ConfigError
+from xcit_mm.utils.state_dict import compare_state_dicts
 
 #: ImageNet mean / std (RGB, 0-255), used when the config names none.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -76,27 +77,8 @@ def extract_backbone_state(ckpt: dict, key: Optional[str] = None
     Returns:
         tuple: (backbone dict, head dict, source format).
     """
-    from xcit_mm.models.utils.xcit_convert import (foreign_to_backbone,
-                                                   to_xcit_mm,
-                                                   unwrap_state_dict)
-    if key is not None and isinstance(ckpt, dict) and key not in ckpt:
-        # an xcit_mm DINO checkpoint: ``teacher.backbone.*`` in state_dict
-        sd = unwrap_state_dict(ckpt)
-        sd = {k[len(key) + 1:]: v for k, v in sd.items()
-              if k.startswith(key + '.')} or unwrap_state_dict(ckpt, key)
-    else:
-        sd = unwrap_state_dict(ckpt, key)
-    backbone, head, fmt = to_xcit_mm({'state_dict': sd})
-    # A DINO training checkpoint nests the official layout under
-    # ``backbone.``; to_xcit_mm then strips the prefix but keeps the names.
-    for prefix in ('module.', 'backbone.'):
-        if backbone and all(k.startswith(prefix) for k in backbone):
-            backbone = {k[len(prefix):]: v for k, v in backbone.items()}
-    if any(k.startswith('pos_embeder.') or re.match(
-            r'cls_attn_blocks\.\d+\.attn\.[qkv]\.', k) for k in backbone):
-        backbone, _ = foreign_to_backbone(backbone)
-        fmt = 'official'
-    return backbone, head, fmt
+    from xcit_mm.models.utils.xcit_convert import to_xcit_mm
+    return to_xcit_mm(ckpt, key)
 
 
 def has_class_attention(backbone: Dict[str, torch.Tensor]) -> bool:
@@ -125,9 +107,10 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
         ``class_attention`` (bool) and ``num_classes`` (int or None)).
 
     Raises:
-        ValueError: No XCiT in the config, or not an XCiT checkpoint.
-        KeyError: A checkpoint of another architecture (missing tensors or
-            other shapes); the message names the checkpoint's arch.
+        ConfigError: No XCiT in the config.
+        CheckpointMismatchError: Not an XCiT checkpoint, or one of another
+            architecture (missing tensors or other shapes); the message
+            names the checkpoint's arch.
         CheckpointError: An unreadable or unsafe file.
     """
     from xcit_mm.models.backbones.xcit import XCiT
@@ -135,7 +118,7 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
 
     xcit_cfg = find_xcit_cfg(cfg.get('model', cfg))
     if xcit_cfg is None:
-        raise ValueError('The config has no XCiT backbone (no dict with '
+        raise ConfigError('The config has no XCiT backbone (no dict with '
                          "type='xcit_mm.XCiT' under `model`): this tool "
                          'visualises XCiT attention only.')
     backbone, head, fmt = extract_backbone_state(safe_load(checkpoint), key)
@@ -150,24 +133,21 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
     # BN and SyncBN hold the same weights and agree in eval mode.
     model = XCiT(**kwargs, out_type='cls_token' if with_cls else 'featmap')
     expected = model.state_dict()
-    mismatched = [
-        k for k in expected
-        if k in backbone and backbone[k].shape != expected[k].shape
-    ]
+    report = compare_state_dicts(expected, backbone)
     missing = [k for k in expected if k not in backbone]
-    if mismatched or missing:
+    if report['mismatched'] or missing:
         try:
             ckpt_arch = infer_arch(backbone)
-        except KeyError:
+        except CheckpointMismatchError:
             ckpt_arch = 'unknown'
         problems = []
         if missing:
             problems.append(f'{len(missing)} tensors missing (e.g. '
                             f'{missing[:3]})')
-        if mismatched:
-            problems.append(f'{len(mismatched)} with another shape (e.g. '
-                            f'{mismatched[:3]})')
-        raise KeyError(
+        if report['mismatched']:
+            problems.append(f"{len(report['mismatched'])} with another shape "
+                            f"(e.g. {report['mismatched'][:2]})")
+        raise CheckpointMismatchError(
             f'{checkpoint!r} does not fit the config\'s XCiT (arch '
             f'{xcit_cfg.get("arch")}, patch {xcit_cfg.get("patch_size", 16)}'
             f'): {"; ".join(problems)}. The checkpoint is {ckpt_arch}: use a '
@@ -226,12 +206,12 @@ def compute_attention(model, x: torch.Tensor,
     out = model.get_attention_maps(x, layers)
     Hp, Wp = out['grid']
     result = dict(grid=(Hp, Wp),
-                  xca={i: a[0].float().numpy()
+                  xca={i: a[0].float().cpu().numpy()
                        for i, a in out['xca'].items()})
     if 'cls_attn' in out:
         # (B, h, N) -> (h, Hp, Wp) for the first image
         result['cls_attn'] = out['cls_attn'][0].reshape(
-            -1, Hp, Wp).float().numpy()
+            -1, Hp, Wp).float().cpu().numpy()
     return result
 
 
@@ -321,14 +301,7 @@ def draw_xca_matrices(xca: np.ndarray, block: int) -> np.ndarray:
 
 def resolve_layers(layers: Optional[Sequence[int]], depth: int) -> List[int]:
     """Normalise (possibly negative) block indices and check the range."""
+    from xcit_mm.models.utils.arch import normalize_out_indices
     if not layers:
         return []
-    out = []
-    for i in layers:
-        j = i + depth if i < 0 else i
-        if not 0 <= j < depth:
-            raise IndexError(f'--layers {i} is out of range for an XCiT of '
-                             f'depth {depth} (valid: {-depth} .. '
-                             f'{depth - 1}).')
-        out.append(j)
-    return sorted(set(out))
+    return sorted(set(normalize_out_indices(layers, depth, '--layers')))

@@ -25,9 +25,12 @@ distill = dict(
             to_rgb=True)),
     # Loaded when training starts; see tools/model_converters/timm_teacher.py
     teacher_ckpt='checkpoints/regnety_160_deit_in1k.pth',
-    # 'hard': CE against the teacher's argmax (DeiT's default);
-    # 'soft': KL at temperature tau, times tau^2
-    distill_loss=dict(
-        type='xcit_mm.DistillationLoss', kd_type='hard', tau=1.0),
-    alpha=0.5,
+    # The head adds the KD term to the classification loss.
+    head=dict(
+        type='xcit_mm.DistillClsHead',
+        # 'hard': CE against the teacher's argmax (DeiT's default);
+        # 'soft': KL at temperature tau, times tau^2
+        distill_loss=dict(
+            type='xcit_mm.DistillationLoss', kd_type='hard', tau=1.0),
+        alpha=0.5),
 )

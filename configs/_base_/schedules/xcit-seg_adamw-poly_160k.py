@@ -23,4 +23,9 @@ param_scheduler = [
 ]
 # total batch 16 = 8 GPUs x 2 images; `tools/train.py --auto-scale-lr`
 # scales the lr to another total batch
+# resumes at iteration N without reading N batches, and exactly (same
+# batches, augmentation and drop path as an uninterrupted run)
+train_cfg = dict(
+    type='xcit_mm.ResumableIterBasedTrainLoop', max_iters=160000,
+    val_interval=16000)
 auto_scale_lr = dict(enable=False, base_batch_size=16)

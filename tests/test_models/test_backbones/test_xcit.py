@@ -11,6 +11,7 @@ from tests.conftest import (ARCHS, REPO, TINY_ARCH, randomize_,
 from xcit_mm.models import XCiT
 from xcit_mm.models.backbones import resolve_arch
 from xcit_mm.models.utils import to_xcit_mm
+from xcit_mm.utils.errors import ConfigError
 
 PAIRS = [(a, stem, p) for a, stem in ARCHS for p in (16, 8)]
 BASE_MODEL = f'{REPO}/configs/_base_/models/xcit-s12-p16.py'
@@ -121,11 +122,11 @@ def test_aliases_and_errors():
         XCiT('small-13')
     with pytest.raises(KeyError, match='num_heads'):
         XCiT(dict(embed_dims=32, depth=2))
-    with pytest.raises(ValueError, match='patch_size must be 8 or 16'):
+    with pytest.raises(ConfigError, match=r'patch_size must be one of \[8, 16\]'):
         XCiT('n12', patch_size=14)
     with pytest.raises(ValueError, match='out_type'):
         XCiT('n12', out_type='logits')
-    with pytest.raises(IndexError, match='out of range'):
+    with pytest.raises(ConfigError, match='out of range'):
         XCiT(TINY_ARCH, out_indices=[5])
     model = XCiT(TINY_ARCH)
     with pytest.raises(ValueError, match='in_channels=1'):

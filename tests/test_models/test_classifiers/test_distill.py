@@ -14,18 +14,23 @@ from mmpretrain.structures import DataSample
 
 from tests.conftest import TINY_ARCH, tiny_teacher_cfg
 from xcit_mm.models import DistillImageClassifier
-from xcit_mm.utils import MissingFileError
+from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
+                                  MissingFileError)
 
 K = 5
 
 
-def tiny_cfg(**kwargs) -> dict:
+def tiny_cfg(alpha=0.5, distill_loss=None, **kwargs) -> dict:
+    head = dict(type='xcit_mm.DistillClsHead', num_classes=K, in_channels=32,
+                alpha=alpha,
+                loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1,
+                          mode='original'))
+    if distill_loss is not None:
+        head['distill_loss'] = distill_loss
     cfg = dict(
         type='xcit_mm.DistillImageClassifier',
         backbone=dict(type='xcit_mm.XCiT', arch=TINY_ARCH, patch_size=8),
-        head=dict(type='LinearClsHead', num_classes=K, in_channels=32,
-                  loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1,
-                            mode='original')),
+        head=head,
         teacher=tiny_teacher_cfg(K),
         train_cfg=dict(augments=[dict(type='Mixup', alpha=0.8),
                                  dict(type='CutMix', alpha=1.0)]),
@@ -153,7 +158,7 @@ def test_missing_teacher_checkpoint_says_how_to_get_it(tmp_path):
     msg = str(e.value)
     assert 'nope.pth' in msg and 'timm_teacher.py' in msg
     assert 'model.teacher_ckpt' in msg
-    with pytest.raises(ValueError, match='needs teacher_ckpt'):
+    with pytest.raises(ConfigError, match='needs teacher_ckpt'):
         build().load_teacher()
 
 
@@ -161,11 +166,14 @@ def test_mismatched_teacher_checkpoint_is_refused(tmp_path):
     init_default_scope('mmpretrain')
     other = MODELS.build(dict(tiny_teacher_cfg(K), model_name='test_vit'))
     path = _save(tmp_path, 'vit.pth', dict(state_dict=other.state_dict()))
-    with pytest.raises(RuntimeError, match='does not fit the teacher'):
+    with pytest.raises(CheckpointMismatchError,
+                       match='does not fit the teacher'):
         build(teacher_ckpt=path).load_teacher()
     wrong_k = MODELS.build(tiny_teacher_cfg(K + 1))
     path = _save(tmp_path, 'k.pth', wrong_k.state_dict())
-    with pytest.raises(RuntimeError, match='size mismatch'):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'2 with another shape.*\(6, 96\) vs '
+                       r'model \(5, 96'):
         build(teacher_ckpt=path).load_teacher()
 
 
@@ -204,7 +212,7 @@ def test_teacher_from_a_config_file(tmp_path):
     # the config's top-level data_preprocessor is the teacher's
     assert model.teacher.data_preprocessor.mean.flatten().tolist() == \
         [1., 2., 3.]
-    with pytest.raises(FileNotFoundError, match='Teacher config file'):
+    with pytest.raises(MissingFileError, match='Teacher config file'):
         build(teacher=str(tmp_path / 'missing.py'))
 
 
@@ -215,7 +223,10 @@ def test_teacher_with_other_classes_fails_clearly():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r'alpha must be in \[0, 1\]'):
+    with pytest.raises(ConfigError, match=r'alpha must be in \[0, 1\]'):
         build(alpha=1.5)
+    with pytest.raises(ConfigError, match='needs .*DistillClsHead'):
+        build(head=dict(type='LinearClsHead', num_classes=K,
+                        in_channels=32))
     cfg = Config(dict(model=tiny_cfg()))
     assert cfg.model.type == 'xcit_mm.DistillImageClassifier'

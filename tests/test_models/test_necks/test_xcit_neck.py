@@ -101,7 +101,7 @@ def test_errors_name_the_problem():
         neck([torch.randn(1, C + 1, 4, 4)] * 4)
     with pytest.raises(ValueError, match='one size'):
         neck([x, x, x, torch.randn(1, C, 5, 4)])
-    with pytest.raises(ValueError, match='8 or 16'):
+    with pytest.raises(ValueError, match=r'one of \[8, 16\]'):
         XCiTMultiScaleNeck(C, 14)
     with pytest.raises(TypeError, match='embed_dims'):
         XCiTMultiScaleNeck([C] * 4)

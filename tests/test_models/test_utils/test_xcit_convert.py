@@ -11,7 +11,9 @@ from mmengine.runner.checkpoint import load_checkpoint
 from tests.conftest import REPO, TINY_ARCH, randomize_, relative_error
 from tests.test_models.test_backbones.test_xcit import build_classifier
 from xcit_mm.models import XCiT
-from xcit_mm.models.utils import convert_checkpoint, to_xcit_mm
+from xcit_mm.models.converters import convert_checkpoint
+from xcit_mm.models.utils import to_xcit_mm
+from xcit_mm.utils.errors import CheckpointMismatchError
 
 CONVERTER = f'{REPO}/tools/model_converters/xcit2mm.py'
 
@@ -69,7 +71,7 @@ def test_wrappers_and_dino(timm_nano):
 def test_mismatch_fails_loudly(timm_nano):
     sd = timm_nano.state_dict()
     del sd['blocks.3.mlp.fc1.weight']
-    with pytest.raises(KeyError, match='1 missing'):
+    with pytest.raises(CheckpointMismatchError, match='1 missing'):
         convert_checkpoint(sd)
     with pytest.raises(ValueError, match='not an XCiT checkpoint'):
         convert_checkpoint({'conv.weight': torch.zeros(1)})

@@ -1,36 +1,17 @@
 """Fail clearly when a checkpoint does not belong to the model."""
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from xcit_mm.registry import HOOKS
 from xcit_mm.utils.errors import CheckpointMismatchError
+from xcit_mm.utils.state_dict import (compare_state_dicts,
+                                      describe_comparison)
 
 MODES = ('strict', 'finetune')
-#: Model entries a checkpoint may lack without harm.
-IGNORED = re.compile(r'(^|\.)num_batches_tracked$')
-
-
-def compare_state_dicts(model_sd: Dict[str, torch.Tensor],
-                        ckpt_sd: Dict[str, torch.Tensor]) -> Dict[str, List]:
-    """Split the model's keys into loaded / missing / mismatched (shape),
-    and list the checkpoint's unexpected keys."""
-    loaded, missing, mismatched = [], [], []
-    for k, v in model_sd.items():
-        if k not in ckpt_sd:
-            if not IGNORED.search(k):
-                missing.append(k)
-        elif tuple(ckpt_sd[k].shape) != tuple(v.shape):
-            mismatched.append(f'{k}: checkpoint {tuple(ckpt_sd[k].shape)} '
-                              f'vs model {tuple(v.shape)}')
-        else:
-            loaded.append(k)
-    unexpected = [k for k in ckpt_sd if k not in model_sd]
-    return dict(loaded=loaded, missing=missing, mismatched=mismatched,
-                unexpected=unexpected)
 
 
 @HOOKS.register_module()
@@ -71,8 +52,11 @@ class CheckpointMatchHook(Hook):
         self.revise_keys = list(revise_keys)
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = runner.model
+        # the model that the checkpoint fills, unwrapped as mmengine's
+        # loader does: DDP-like wrappers and test-time augmentation
+        if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+            model = model.module
         ckpt_sd = checkpoint.get('state_dict', checkpoint)
         for p, r in self.revise_keys:
             ckpt_sd = {re.sub(p, r, k): v for k, v in ckpt_sd.items()}
@@ -84,13 +68,7 @@ class CheckpointMatchHook(Hook):
         strict = self.mode == 'strict' or resuming
         ok = (not report['missing'] and not report['mismatched']) if strict \
             else len(report['loaded']) >= self.min_loaded_ratio * n_model
-        summary = (
-            f"{len(report['loaded'])} of the model's {n_model} tensors load; "
-            f"{len(report['missing'])} missing (e.g. "
-            f"{report['missing'][:3]}), {len(report['mismatched'])} with "
-            f"another shape (e.g. {report['mismatched'][:2]}), "
-            f"{len(report['unexpected'])} unexpected (e.g. "
-            f"{report['unexpected'][:3]})")
+        summary = describe_comparison(report)
         if ok:
             if report['missing'] or report['mismatched']:
                 runner.logger.warning(f'Checkpoint vs model: {summary}.')

@@ -1,6 +1,6 @@
 """Stop, or skip the step, when the training loss is NaN or infinite."""
 import math
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from mmengine.dist import all_reduce
@@ -18,14 +18,27 @@ ACTIONS = ('stop', 'skip')
 class NonFiniteLossHook(Hook):
     """Guard training against a NaN or infinite loss.
 
-    The loss is checked after the forward pass and *before* the backward
-    pass and the optimizer step, so a bad iteration never reaches the
-    weights:
+    Two ways of checking, by ``interval``:
+
+    - ``interval=1`` (and always with ``action='skip'``): the loss is
+      checked after the forward pass and *before* the backward pass and the
+      optimizer step, so a bad iteration never reaches the weights. This
+      costs a host-device synchronisation and, in multi-process training,
+      an all-reduce per iteration, and breaks a ``torch.compile``-d
+      ``train_step`` into pieces;
+    - ``interval=N > 1`` (the default, 50): after each iteration a flag
+      and the first bad iteration are accumulated *on the device* (no
+      synchronisation, nothing inside ``train_step``); they are read and
+      all-reduced every N iterations and at the end of training, and read
+      before every checkpoint is written (with the weights' check). A
+      non-finite loss then stops training at the latest N iterations
+      later, and always before a checkpoint: the checkpoints on disk stay
+      finite (the weights in memory may not be).
+
+    On a non-finite loss:
 
     - ``action='stop'`` raises :class:`NonFiniteLossError`, whose message
-      names the iteration, the epoch and every loss term (the parameters
-      are untouched; only the in-memory BN statistics saw the bad forward
-      pass, and nothing is written after it);
+      names the (first) iteration, the epoch and every loss term;
     - ``action='skip'`` logs the same, then discards the iteration: no
       optimizer step, gradients zeroed, and the model's buffers (BN running
       statistics, which the bad forward pass may already have polluted) put
@@ -37,11 +50,9 @@ class NonFiniteLossHook(Hook):
     :class:`NonFiniteWeightsError` before anything is written, so the last
     checkpoint on disk stays usable.
 
-    The check costs one host-device synchronisation per iteration (mmengine
-    synchronises for logging anyway). In multi-process training the
-    decision is all-reduced, so every rank stops or skips together. With
-    gradient accumulation a skipped micro-batch discards the gradients
-    accumulated so far in that window.
+    In multi-process training the decision is all-reduced, so every rank
+    stops or skips together. With gradient accumulation a skipped
+    micro-batch discards the gradients accumulated so far in that window.
 
     ``tools/train.py`` adds ``NonFiniteLossHook(action='stop')`` unless the
     config has one; to skip instead::
@@ -55,16 +66,28 @@ class NonFiniteLossHook(Hook):
             non-finite iterations. Defaults to 10.
         check_weights_on_save (bool): Refuse to write a checkpoint with
             non-finite weights. Defaults to True.
+        interval (int): With ``'stop'``, read the accumulated flag every
+            ``interval`` iterations (1: check each loss before its step).
+            Defaults to 50.
     """
 
     priority = 'VERY_HIGH'
 
     def __init__(self, action: str = 'stop', max_skips: int = 10,
-                 check_weights_on_save: bool = True) -> None:
+                 check_weights_on_save: bool = True,
+                 interval: int = 50) -> None:
         if action not in ACTIONS:
             raise ValueError(f'NonFiniteLossHook action must be one of '
                              f'{ACTIONS}, got {action!r}.')
+        if int(interval) < 1:
+            raise ValueError('NonFiniteLossHook interval must be >= 1, got '
+                             f'{interval!r}.')
         self.action = action
+        # skipping decides before each step: it needs the value at once
+        self.interval = 1 if action == 'skip' else int(interval)
+        # deferred check: first non-finite iteration (inf: none), its terms
+        self._first: Optional[torch.Tensor] = None
+        self._terms: Optional[Tuple[List[str], torch.Tensor]] = None
         self.max_skips = max_skips
         self.check_weights_on_save = check_weights_on_save
         self.skipped_iters = []  # iterations (1-based) that were skipped
@@ -80,6 +103,8 @@ class NonFiniteLossHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         if getattr(model, '_xcit_mm_nonfinite_guard', None) is self:
+            return
+        if self.interval > 1:  # deferred: after_train_iter does the work
             return
         # Wrap the two steps of mmengine's train_step that matter: the
         # parsed loss (the terms are known there) and the update.
@@ -118,6 +143,69 @@ class NonFiniteLossHook(Hook):
                 k: v.detach().clone()
                 for k, v in model.named_buffers()
             }
+
+    # ----------------------------------------------------- deferred check
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None,
+                         outputs=None) -> None:
+        if self.interval == 1:
+            return
+        loss = (outputs or {}).get('loss')
+        if torch.is_tensor(loss):
+            self._accumulate(runner.iter + 1, loss.detach(), outputs)
+        if (runner.iter + 1) % self.interval == 0:
+            self._read_flag(runner)
+
+    def _accumulate(self, it: int, loss: torch.Tensor, outputs: Dict) -> None:
+        """On the device, without synchronising: remember the first
+        iteration whose loss is not finite, and its loss terms."""
+        keys = [k for k, v in outputs.items()
+                if torch.is_tensor(v) and v.numel() == 1]
+        values = torch.stack([outputs[k].detach().float().reshape(())
+                              for k in keys])
+        if self._first is None:
+            self._first = torch.full((), math.inf, device=loss.device)
+        new = ~torch.isfinite(loss).all() & torch.isinf(self._first)
+        self._first = torch.where(new, float(it), self._first)
+        if self._terms is None or self._terms[0] != keys:
+            self._terms = (keys, torch.where(new, values, values.new_zeros(
+                len(keys))))
+        else:
+            self._terms = (keys, torch.where(new, values, self._terms[1]))
+
+    def _read_flag(self, runner, collective: bool = True) -> None:
+        """Read (and, when ``collective``, all-reduce) the accumulated
+        flag; stop if set."""
+        if self.interval == 1 or self._first is None:
+            return
+        first = self._first.clone()
+        if collective:
+            all_reduce(first, op='min')  # every rank decides the same
+        first = first.item()
+        if math.isinf(first):
+            return
+        mine = self._first.item() == first
+        terms = ''
+        if mine:
+            keys, values = self._terms
+            terms = ': ' + ', '.join(
+                f'{k}={_value(v)}' for k, v in zip(keys, values.tolist()))
+        self._first = None
+        loop = runner.train_loop
+        raise NonFiniteLossError(
+            f'Non-finite loss at iteration {int(first)}/{loop.max_iters}'
+            f'{terms} (found at iteration {runner.iter + 1}, checked every '
+            f'{self.interval} iterations and before each checkpoint). '
+            'Training stopped before writing a checkpoint, so the '
+            'checkpoints on disk are finite (the weights in memory are '
+            'not): resume from the last one (--resume) with a lower '
+            'learning rate or more warm-up, gradient clipping '
+            '(optim_wrapper.clip_grad=dict(max_norm=1.0)) or bf16 instead '
+            "of fp16; NonFiniteLossHook(interval=1) stops before the step "
+            "of the bad iteration, and action='skip' skips such "
+            'iterations.')
+
+    def after_train(self, runner) -> None:
+        self._read_flag(runner)
 
     # -------------------------------------------------------------- check
     def _where(self) -> str:
@@ -174,6 +262,12 @@ class NonFiniteLossHook(Hook):
 
     # --------------------------------------------------------------- save
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # mmengine calls this on rank 0 only (Runner.save_checkpoint is
+        # master_only): no collective here. A non-finite loss elsewhere
+        # reaches rank 0's weights through the gradient all-reduce, which
+        # the weight check below sees; the launcher (torchrun, srun
+        # --kill-on-bad-exit) stops the other ranks when rank 0 fails.
+        self._read_flag(runner, collective=False)
         if not self.check_weights_on_save:
             return
         bad = [

@@ -12,6 +12,8 @@ from torch.utils.checkpoint import checkpoint
 from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
                                    PositionalEncodingFourier, XCABlock,
                                    check_impl)
+from xcit_mm.models.utils.arch import check_patch_size, normalize_out_indices
+from xcit_mm.models.utils.xcit_convert import load_pretrained_backbone
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 
@@ -125,8 +127,10 @@ class XCiT(BaseModule):
             positional embeddings; ``n > 0`` also freezes the first ``n`` XCA
             blocks (and, when ``n >= depth``, the class-attention part).
             Frozen norm layers stay in eval mode. Defaults to -1.
-        with_cp (bool): Gradient checkpointing of each block. Defaults to
-            False.
+        with_cp (bool): Gradient checkpointing of each block (the parts of
+            an XCA block without BN, so running statistics are updated
+            once per step and SyncBN communicates in the forward pass
+            only). Defaults to False.
         impl (str): ``'fast'``: the same function with fewer kernels and
             copies (a hand-written XCA backward in eager, a formulation that
             ``torch.compile`` fuses, channels-last patch embedding); or
@@ -162,10 +166,7 @@ class XCiT(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.impl = check_impl(impl)
         self.arch_settings = resolve_arch(arch)
-        if patch_size not in (8, 16):
-            raise ConfigError(
-                f'XCiT patch_size must be 8 or 16, got {patch_size!r}: the '
-                'convolutional patch embedding exists for these two only.')
+        check_patch_size(patch_size)
         if out_type not in OUT_TYPES:
             raise ConfigError(f'XCiT out_type must be one of {OUT_TYPES}, '
                               f'got {out_type!r}.')
@@ -181,15 +182,8 @@ class XCiT(BaseModule):
 
         if out_indices is None:
             out_indices = DENSE_OUT_INDICES.get(self.depth, (self.depth - 1, ))
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        self.out_indices = []
-        for i in out_indices:
-            j = i + self.depth if i < 0 else i
-            if not 0 <= j < self.depth:
-                raise IndexError(f'XCiT out_indices entry {i} is out of range '
-                                 f'for depth {self.depth}.')
-            self.out_indices.append(j)
+        self.out_indices = normalize_out_indices(out_indices, self.depth,
+                                                 'XCiT out_indices')
 
         self.patch_embed = ConvPatchEmbed(C, patch_size, in_channels,
                                           norm_cfg, impl)
@@ -221,8 +215,6 @@ class XCiT(BaseModule):
         """Official init, or a checked load of pretrained weights."""
         if (isinstance(self.init_cfg, dict)
                 and self.init_cfg.get('type') == 'Pretrained'):
-            from xcit_mm.models.utils.xcit_convert import \
-                load_pretrained_backbone
             load_pretrained_backbone(self, self.init_cfg['checkpoint'],
                                      prefix=self.init_cfg.get('prefix', ''))
             self._is_init = True
@@ -289,6 +281,8 @@ class XCiT(BaseModule):
 
     def _run(self, block: nn.Module, *args):
         if self.with_cp and self.training and torch.is_grad_enabled():
+            if isinstance(block, XCABlock):  # keeps its BN out of recompute
+                return block(*args, with_cp=True)
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
 

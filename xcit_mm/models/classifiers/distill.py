@@ -1,6 +1,7 @@
 """DeiT-style distillation without a distillation token, as in the official
-XCiT training: the class-token logits feed both the classification loss and
-the distillation loss."""
+XCiT training: the classifier runs the frozen teacher, and the head
+(:class:`~xcit_mm.models.heads.DistillClsHead`) feeds the class-token logits
+to both the classification and the distillation loss."""
 import os.path as osp
 from typing import Dict, List, Optional, Union
 
@@ -8,13 +9,18 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.runner.checkpoint import _load_checkpoint
+from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
+from xcit_mm.models.heads import DistillClsHead
 from xcit_mm.registry import MODELS
-from xcit_mm.utils.errors import MissingFileError
+from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
+                                  MissingFileError)
+from xcit_mm.utils.state_dict import (compare_state_dicts,
+                                      strip_common_prefixes,
+                                      unwrap_checkpoint)
 
 TEACHER_HELP = """\
 The distillation teacher's checkpoint {path!r} does not exist. Get one:
@@ -66,8 +72,9 @@ def build_teacher(teacher: Union[dict, str, nn.Module]) -> nn.Module:
             teacher = get_config(teacher)
         else:
             if not osp.isfile(teacher):
-                raise FileNotFoundError(
-                    f'Teacher config file {teacher!r} does not exist.')
+                raise MissingFileError(
+                    f'Teacher config file {teacher!r} does not exist: fix '
+                    'model.teacher, or give the teacher as a model dict.')
             teacher = Config.fromfile(teacher)
         # a config's top-level data_preprocessor is its model's (as in the
         # Runner): it tells how the teacher normalises its input
@@ -81,36 +88,18 @@ def build_teacher(teacher: Union[dict, str, nn.Module]) -> nn.Module:
     return MMPRETRAIN_MODELS.build(teacher)
 
 
-def unwrap_teacher_state(checkpoint: dict) -> Dict[str, torch.Tensor]:
-    """The weights of an mmengine (``state_dict``), DeiT/official
-    (``model``) or raw checkpoint, without a DDP ``module.`` prefix."""
-    state = checkpoint
-    for key in ('state_dict', 'model', 'module'):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-            break
-    return {(k[7:] if k.startswith('module.') else k): v
-            for k, v in state.items()}
-
-
 @MODELS.register_module()
 class DistillImageClassifier(ImageClassifier):
     """An mmpretrain :class:`ImageClassifier` trained with a frozen teacher.
 
     DeiT-style hard or soft distillation *without* a distillation token,
-    as in the official XCiT code: the student's class-token logits ``s``
-    feed both terms,
-
-    ``loss = (1-α)·CE(s, y) + α·KD(s, t)``,
-
-    where ``y`` is the head's target (mixed by Mixup/CutMix and smoothed by
-    the head's ``LabelSmoothLoss``) and ``t`` are the teacher's logits on the
-    *same* augmented batch: the data preprocessor applies the batch
-    augmentations before :meth:`loss` runs, and the teacher gets the
-    student's input tensor (re-normalised if the teacher states another
-    normalisation, see ``teacher``). KD is :class:`DistillationLoss` (``'hard'``:
-    CE against ``argmax t``; ``'soft'``: KL at temperature τ times τ²).
-    The two terms are logged as ``loss_cls`` and ``loss_distill``.
+    as in the official XCiT code. The classifier computes the teacher's
+    logits ``t`` on the *same* augmented batch as the student (the data
+    preprocessor applies Mixup/CutMix before :meth:`loss` runs, and the
+    teacher gets the student's input tensor, re-normalised if the teacher
+    states another normalisation, see ``teacher``) and hands them to the
+    head, a :class:`~xcit_mm.models.heads.DistillClsHead`, which computes
+    ``(1-α)·CE(s, y) + α·KD(s, t)`` (its ``alpha`` and ``distill_loss``).
 
     The teacher is frozen: always in eval mode, run under ``no_grad``, and
     kept outside the module tree, so it is not in ``parameters()`` (not in
@@ -124,7 +113,7 @@ class DistillImageClassifier(ImageClassifier):
     Args:
         backbone, neck, head, pretrained, train_cfg, data_preprocessor,
             init_cfg: As :class:`mmpretrain.models.ImageClassifier`. The head
-            must be an mmpretrain ``ClsHead`` (it computes the CE term).
+            must be a :class:`~xcit_mm.models.heads.DistillClsHead`.
         teacher (dict | str | nn.Module): The teacher's full model config
             (any mmpretrain classifier, e.g. ``TimmClassifier``), a config
             file whose ``model`` is the teacher, or a module. It must predict
@@ -135,20 +124,12 @@ class DistillImageClassifier(ImageClassifier):
         teacher_ckpt (str, optional): The teacher's checkpoint (mmengine,
             timm or DeiT format; local path or URL). Required to train.
             Defaults to None.
-        distill_loss (dict): The KD term. Defaults to
-            ``dict(type='xcit_mm.DistillationLoss', kd_type='hard',
-            tau=1.0)``.
-        alpha (float): Weight α of the KD term, in [0, 1]. Defaults to 0.5.
     """
 
     def __init__(self,
                  backbone: dict,
                  teacher: Union[dict, str, nn.Module],
                  teacher_ckpt: Optional[str] = None,
-                 distill_loss: dict = dict(
-                     type='xcit_mm.DistillationLoss', kd_type='hard',
-                     tau=1.0),
-                 alpha: float = 0.5,
                  neck: Optional[dict] = None,
                  head: Optional[dict] = None,
                  pretrained: Optional[str] = None,
@@ -159,17 +140,12 @@ class DistillImageClassifier(ImageClassifier):
             backbone=backbone, neck=neck, head=head, pretrained=pretrained,
             train_cfg=train_cfg, data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
-        if not 0. <= alpha <= 1.:
-            raise ValueError(f'alpha must be in [0, 1], got {alpha}.')
-        if not hasattr(self.head, '_get_loss'):
-            raise TypeError(
-                'DistillImageClassifier needs an mmpretrain ClsHead '
-                f'(LinearClsHead, ...) as head, got {type(self.head)}.')
-        self.alpha = float(alpha)
+        if not isinstance(self.head, DistillClsHead):
+            raise ConfigError(
+                "DistillImageClassifier needs head=dict(type='xcit_mm."
+                "DistillClsHead', ...) (it computes the distillation term "
+                f'from the teacher logits), got {type(self.head).__name__}.')
         self.teacher_ckpt = teacher_ckpt
-        self.distill_loss = (
-            distill_loss if isinstance(distill_loss, nn.Module) else
-            MMPRETRAIN_MODELS.build(distill_loss))
         teacher_model = build_teacher(teacher)
         teacher_model.requires_grad_(False)
         teacher_model.eval()
@@ -249,31 +225,32 @@ class DistillImageClassifier(ImageClassifier):
         Raises:
             MissingFileError: the file does not exist (the message says how
                 to get one).
-            RuntimeError: the weights do not fit the teacher config.
+            CheckpointMismatchError: the weights do not fit the teacher
+                config.
         """
         path = path or self.teacher_ckpt
         if path is None:
-            raise ValueError(
+            raise ConfigError(
                 'DistillImageClassifier needs teacher_ckpt to train: '
                 + TEACHER_HELP.format(path='checkpoints/teacher.pth'))
         if '://' not in path and not osp.isfile(osp.expanduser(path)):
             raise MissingFileError(TEACHER_HELP.format(path=path))
-        state = unwrap_teacher_state(
-            _load_checkpoint(osp.expanduser(path), map_location='cpu'))
-        try:
-            missing, unexpected = self.teacher.load_state_dict(
-                state, strict=False)
-        except RuntimeError as e:  # shape mismatch
-            raise RuntimeError(
+        state = strip_common_prefixes(
+            unwrap_checkpoint(
+                CheckpointLoader.load_checkpoint(
+                    osp.expanduser(path), map_location='cpu')), ('module.', ))
+        report = compare_state_dicts(self.teacher.state_dict(), state)
+        if report['missing'] or report['mismatched'] or report['unexpected']:
+            raise CheckpointMismatchError(
                 f'Teacher checkpoint {path!r} does not fit the teacher '
-                f'config ({type(self.teacher).__name__}): {e}') from None
-        if missing or unexpected:
-            raise RuntimeError(
-                f'Teacher checkpoint {path!r} does not fit the teacher '
-                f'config ({type(self.teacher).__name__}): {len(missing)} '
-                f'missing keys (e.g. {missing[:3]}), {len(unexpected)} '
-                f'unexpected keys (e.g. {unexpected[:3]}). Check that '
-                'model.teacher is the architecture the file was saved from.')
+                f'config ({type(self.teacher).__name__}): '
+                f"{len(report['missing'])} missing keys (e.g. "
+                f"{report['missing'][:3]}), {len(report['mismatched'])} with "
+                f"another shape (e.g. {report['mismatched'][:2]}), "
+                f"{len(report['unexpected'])} unexpected keys (e.g. "
+                f"{report['unexpected'][:3]}). Check that model.teacher is "
+                'the architecture the file was saved from.')
+        self.teacher.load_state_dict(state, strict=False)
         self.teacher.eval()
         MMLogger.get_current_instance().info(
             f'Loaded the distillation teacher '
@@ -294,16 +271,13 @@ class DistillImageClassifier(ImageClassifier):
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> Dict[str, torch.Tensor]:
-        """``loss_cls = (1-α)·CE(s, y)`` and ``loss_distill = α·KD(s, t)``.
+        """``loss_cls`` and ``loss_distill`` of the head, given the teacher's
+        logits on the same batch.
 
         Args:
             inputs (Tensor): The preprocessed (and batch-augmented) images.
             data_samples (list[DataSample]): Targets (``gt_score`` after
                 Mixup/CutMix, else ``gt_label``).
         """
-        cls_score = self.head(self.extract_feat(inputs))  # (B, K)
-        losses = self.head._get_loss(cls_score, data_samples)
-        kd = self.distill_loss(cls_score, self.teacher_logits(inputs))
-        losses['loss_cls'] = (1. - self.alpha) * losses.pop('loss')
-        losses['loss_distill'] = self.alpha * kd
-        return losses
+        return self.head.loss(self.extract_feat(inputs), data_samples,
+                              teacher_logits=self.teacher_logits(inputs))

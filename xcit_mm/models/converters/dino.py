@@ -24,8 +24,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from xcit_mm.models.utils.xcit_convert import (convert_checkpoint,
-                                               foreign_to_backbone)
+from xcit_mm.models.converters.xcit import convert_checkpoint
+from xcit_mm.models.utils.xcit_convert import foreign_to_backbone
 from xcit_mm.utils.errors import CheckpointMismatchError
 
 BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')

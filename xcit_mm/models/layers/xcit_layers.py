@@ -24,6 +24,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
+from torch.utils.checkpoint import checkpoint
+
+from xcit_mm.models.utils.arch import check_patch_size
 
 from .fast_xca import is_compiling, xca_fast
 
@@ -166,9 +169,7 @@ class ConvPatchEmbed(nn.Module):
                  impl: str = 'fast'):
         super().__init__()
         self.impl = check_impl(impl)
-        if patch_size not in (8, 16):
-            raise ValueError(
-                f'XCiT patch_size must be 8 or 16, got {patch_size!r}.')
+        check_patch_size(patch_size)
         num_convs = int(math.log2(patch_size))  # 4 for p16, 3 for p8
         dims = [in_channels] + [
             embed_dims // 2**(num_convs - 1 - i) for i in range(num_convs)
@@ -355,11 +356,38 @@ class XCABlock(nn.Module):
         self.gamma3 = nn.Parameter(eta * torch.ones(dim))
         self.gamma2 = nn.Parameter(eta * torch.ones(dim))
 
-    def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
-        x = x + self.drop_path(self.gamma1 * self.attn(self.norm1(x)))
-        x = x + self.drop_path(self.gamma3 * self.local_mp(self.norm3(x), H, W))
-        x = x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x)))
-        return x
+    def _attn_part(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.gamma1 * self.attn(self.norm1(x)))
+
+    def _lpi_part(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
+        return x + self.drop_path(
+            self.gamma3 * self.local_mp(self.norm3(x), H, W))
+
+    def _mlp_part(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.drop_path(self.gamma2 * self.mlp(self.norm2(x)))
+
+    def forward(self, x: torch.Tensor, H: int, W: int,
+                with_cp: bool = False) -> torch.Tensor:
+        """With ``with_cp``, the attention and MLP parts are recomputed in
+        the backward pass (activation checkpointing), the LPI too unless
+        its norm keeps running statistics: a recomputed BN would update
+        them a second time, and a SyncBN would all-reduce inside the
+        backward pass. The LPI's activations are a small part of the
+        block's (depth-wise convolutions, C channels)."""
+        if not with_cp:
+            return self._mlp_part(self._lpi_part(self._attn_part(x), H, W))
+        x = checkpoint(self._attn_part, x, use_reentrant=False)
+        if _has_running_stats(self.local_mp):
+            x = self._lpi_part(x, H, W)
+        else:
+            x = checkpoint(self._lpi_part, x, H, W, use_reentrant=False)
+        return checkpoint(self._mlp_part, x, use_reentrant=False)
+
+
+def _has_running_stats(module: nn.Module) -> bool:
+    """Whether a sub-module keeps statistics that its forward updates."""
+    return any(name.endswith('running_mean')
+               for name, _ in module.named_buffers())
 
 
 class ClassAttentionBlock(nn.Module):

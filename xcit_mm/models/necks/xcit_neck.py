@@ -6,6 +6,7 @@ import torch.nn as nn
 from mmcv.cnn import build_activation_layer, build_norm_layer
 from mmengine.model import BaseModule
 
+from xcit_mm.models.utils.arch import check_patch_size
 from xcit_mm.registry import MODELS
 
 #: Output strides of the adapter, whatever the patch size.
@@ -70,9 +71,8 @@ class XCiTMultiScaleNeck(BaseModule):
                  act_cfg: dict = dict(type='GELU'),
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg=init_cfg)
-        if patch_size not in (8, 16):
-            raise ValueError('XCiTMultiScaleNeck patch_size must be the '
-                             f"backbone's, 8 or 16; got {patch_size!r}.")
+        check_patch_size(patch_size, name="XCiTMultiScaleNeck patch_size "
+                         "(the backbone's)")
         if not isinstance(in_channels, int) or in_channels <= 0:
             raise TypeError('XCiTMultiScaleNeck in_channels must be the '
                             "backbone's embed_dims (a positive int), got "

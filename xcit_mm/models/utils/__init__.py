@@ -1,9 +1,9 @@
-from .xcit_convert import (convert_checkpoint, detect_format,
-                           foreign_to_backbone, infer_arch,
-                           load_pretrained_backbone, to_xcit_mm,
-                           unwrap_state_dict)
+from .arch import check_patch_size, normalize_out_indices
+from .xcit_convert import (detect_format, foreign_to_backbone, infer_arch,
+                           load_pretrained_backbone, to_xcit_mm)
 
 __all__ = [
-    'convert_checkpoint', 'detect_format', 'foreign_to_backbone', 'infer_arch',
-    'load_pretrained_backbone', 'to_xcit_mm', 'unwrap_state_dict'
+    'check_patch_size', 'normalize_out_indices', 'detect_format',
+    'foreign_to_backbone', 'infer_arch', 'load_pretrained_backbone',
+    'to_xcit_mm'
 ]

@@ -1,4 +1,5 @@
-"""Convert official and timm XCiT weights to xcit_mm's layout, and load them.
+"""XCiT key layouts: map official, timm and DINO weights to xcit_mm's, and
+load them into a backbone.
 
 Layouts (backbone keys; see ``shared/notes/xcit-reference.md``):
 
@@ -8,6 +9,10 @@ Layouts (backbone keys; see ``shared/notes/xcit-reference.md``):
 - DINO (official self-supervised): the official layout without ``head``;
 - xcit_mm: ``pos_embed.*``, fused ``qkv``; classifiers prefix ``backbone.``
   and name the head ``head.fc``.
+
+These are pure functions on state dicts: nothing here builds a model. The
+checked conversion that builds an XCiT lives in
+:mod:`xcit_mm.models.converters.xcit`.
 """
 import re
 from collections import OrderedDict
@@ -17,43 +22,13 @@ import torch
 from mmengine.logging import MMLogger
 
 from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.utils.errors import CheckpointMismatchError, MissingFileError
+from xcit_mm.utils.state_dict import (compare_state_dicts,
+                                      strip_common_prefixes, strip_prefix,
+                                      unwrap_checkpoint)
 
 #: Keys that exist only in classification mode (not in a dense backbone).
 CLS_ONLY = re.compile(r'^(cls_token|cls_attn_blocks\.|norm\.|head\.)')
-
-#: Checkpoint keys that may wrap the weights, in order of preference.
-WRAPPER_KEYS = ('state_dict', 'model', 'model_ema', 'module')
-
-
-def unwrap_state_dict(ckpt: dict, key: Optional[str] = None) -> Dict:
-    """Return the tensor dict inside a checkpoint.
-
-    Args:
-        ckpt (dict): What ``torch.load`` returned.
-        key (str, optional): The wrapper to use (e.g. ``'model_ema'``).
-            Defaults to the first of ``state_dict``, ``model``,
-            ``model_ema``, ``module`` present, else ``ckpt`` itself.
-    """
-    if not isinstance(ckpt, dict):
-        raise TypeError(f'Expected a checkpoint dict, got {type(ckpt)}.')
-    if key is not None:
-        if key not in ckpt:
-            raise KeyError(f'Checkpoint has no {key!r} entry; it has '
-                           f'{sorted(ckpt)[:10]}.')
-        return ckpt[key]
-    for k in WRAPPER_KEYS:
-        if k in ckpt and isinstance(ckpt[k], dict):
-            return ckpt[k]
-    return ckpt
-
-
-def _strip_prefixes(sd: Dict) -> Dict:
-    """Drop DDP / DINO prefixes (``module.``, ``backbone.``) shared by all."""
-    for prefix in ('module.', 'backbone.'):
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
-
 
 def detect_format(sd: Dict) -> str:
     """``'xcit_mm'`` (classifier), ``'official'``, ``'timm'`` or
@@ -68,7 +43,7 @@ def detect_format(sd: Dict) -> str:
     if any(k.startswith('pos_embed.token_projection') for k in keys):
         # no head-free way to tell timm from xcit_mm without class attention
         return 'xcit_mm_backbone'
-    raise ValueError(
+    raise CheckpointMismatchError(
         'This is not an XCiT checkpoint: none of the XCiT keys '
         '(pos_embeder.*, pos_embed.token_projection.*, backbone.*) is '
         f'present. First keys: {keys[:5]}')
@@ -105,14 +80,24 @@ def to_xcit_mm(ckpt: dict, key: Optional[str] = None) -> Tuple[Dict, Dict,
                                                                 str]:
     """Any supported checkpoint -> (backbone dict, head dict, source format).
 
-    Both dicts are unprefixed (``blocks.0...``, ``fc.weight``).
+    Both dicts are unprefixed (``blocks.0...``, ``fc.weight``). A model
+    saved with a ``backbone.`` prefix whose backbone keys are in the
+    official or timm layout (a DINO training checkpoint's ``teacher``) is
+    converted too.
+
+    Args:
+        ckpt (dict): A loaded checkpoint.
+        key (str, optional): The entry of ``ckpt`` to read (see
+            :func:`~xcit_mm.utils.state_dict.unwrap_checkpoint`).
     """
-    sd = _strip_prefixes(unwrap_state_dict(ckpt, key))
+    sd = strip_common_prefixes(unwrap_checkpoint(ckpt, key))
     fmt = detect_format(sd)
     if fmt == 'xcit_mm':
-        backbone = {k[9:]: v for k, v in sd.items()
-                    if k.startswith('backbone.')}
-        head = {k[5:]: v for k, v in sd.items() if k.startswith('head.')}
+        backbone = strip_prefix(sd, 'backbone.', keep_others=False)
+        head = strip_prefix(sd, 'head.', keep_others=False)
+        if detect_format(backbone) in ('official', 'timm'):
+            backbone, _ = foreign_to_backbone(backbone)
+            fmt = 'official'
         return backbone, head, fmt
     if fmt == 'xcit_mm_backbone':
         return dict(sd), {}, fmt
@@ -130,7 +115,8 @@ def infer_arch(backbone: Dict) -> dict:
         embed_dims = backbone['pos_embed.token_projection.weight'].shape[0]
         num_heads = backbone['blocks.0.attn.temperature'].shape[0]
     except KeyError as e:
-        raise KeyError(f'Cannot infer the XCiT arch: {e} is missing.') from None
+        raise CheckpointMismatchError(
+            f'Cannot infer the XCiT arch: {e} is missing.') from None
     depth = 1 + max(
         int(m.group(1)) for k in backbone
         for m in [re.match(r'blocks\.(\d+)\.', k)] if m)
@@ -154,38 +140,33 @@ def load_pretrained_backbone(model: torch.nn.Module, filename: str,
     try:
         ckpt = safe_load(filename)
     except FileNotFoundError:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f'Pretrained XCiT checkpoint {filename!r} does not exist. '
             'Convert official or timm weights with `python '
             'tools/model_converters/xcit2mm.py SRC DST [--backbone-only]` '
             'and point init_cfg.checkpoint at DST, or set '
             'model.backbone.init_cfg=None to train from scratch.') from None
-    sd = unwrap_state_dict(ckpt)
+    sd = unwrap_checkpoint(ckpt)
     if prefix and any(k.startswith(prefix) for k in sd):
-        sd = {k[len(prefix):]: v for k, v in sd.items()
-              if k.startswith(prefix)}
+        sd = strip_prefix(sd, prefix, keep_others=False)
     backbone, _, fmt = to_xcit_mm({'state_dict': sd})
     own = model.state_dict()
-    mismatched = [
-        f'{k}: checkpoint {tuple(backbone[k].shape)} vs model '
-        f'{tuple(v.shape)}' for k, v in own.items()
-        if k in backbone and backbone[k].shape != v.shape
-    ]
-    if mismatched:
-        raise ValueError(
+    report = compare_state_dicts(own, backbone)
+    if report['mismatched']:
+        raise CheckpointMismatchError(
             f'{filename!r} does not match this XCiT (wrong arch or patch '
-            f'size?): {len(mismatched)} shape mismatches, e.g. '
-            f'{mismatched[:3]}. Checkpoint arch: {infer_arch(backbone)}.')
-    loadable = {k: v for k, v in backbone.items() if k in own}
-    missing = [k for k in own if k not in loadable]
-    unexpected = [k for k in backbone if k not in own]
-    skipped = [k for k in unexpected if CLS_ONLY.match(k)]
-    unexpected = [k for k in unexpected if not CLS_ONLY.match(k)]
+            f"size?): {len(report['mismatched'])} shape mismatches, e.g. "
+            f"{report['mismatched'][:3]}. Checkpoint arch: "
+            f'{infer_arch(backbone)}.')
+    loadable = {k: backbone[k] for k in report['loaded']}
+    missing = report['missing']
+    skipped = [k for k in report['unexpected'] if CLS_ONLY.match(k)]
+    unexpected = [k for k in report['unexpected'] if not CLS_ONLY.match(k)]
     counts = dict(loaded=len(loadable), missing=len(missing),
                   unexpected=len(unexpected),
                   skipped_classification_only=len(skipped), format=fmt)
     if len(loadable) < min_loaded_ratio * len(own):
-        raise RuntimeError(
+        raise CheckpointMismatchError(
             f'{filename!r} (format {fmt}, prefix {prefix!r}) fills only '
             f'{len(loadable)} of the {len(own)} XCiT backbone tensors; '
             f'missing e.g. {missing[:5]}. Check init_cfg.prefix and that the '
@@ -198,67 +179,3 @@ def load_pretrained_backbone(model: torch.nn.Module, filename: str,
     if unexpected:
         logger.warning(f'Unexpected keys in {filename}: {unexpected[:10]}')
     return counts
-
-
-def convert_checkpoint(ckpt: dict, backbone_only: bool = False,
-                       key: Optional[str] = None) -> Tuple[Dict, dict]:
-    """Convert a loaded checkpoint into an xcit_mm state dict, checked.
-
-    The architecture is read off the weight shapes, an XCiT of that
-    architecture is built, and every key must match it exactly.
-
-    Args:
-        ckpt (dict): A loaded official / timm / DINO / xcit_mm checkpoint.
-        backbone_only (bool): Keep only what a dense (det/seg) backbone has:
-            no class token, class attention, final norm or head.
-        key (str, optional): Wrapper entry to read (e.g. ``'model_ema'``).
-
-    Returns:
-        tuple: ``{'backbone.*': ..., 'head.fc.*': ...}`` and a report dict
-        with the source format, the architecture and the counts.
-
-    Raises:
-        KeyError: keys missing from or unexpected in the checkpoint.
-    """
-    from xcit_mm.models.backbones.xcit import XCiT
-    backbone, head, fmt = to_xcit_mm(ckpt, key)
-    arch = infer_arch(backbone)
-    model = XCiT(arch=arch['arch'], patch_size=arch['patch_size'],
-                 out_type='featmap' if backbone_only else 'cls_token')
-    expected = model.state_dict()
-    if backbone_only:
-        dropped = [k for k in backbone if CLS_ONLY.match(k)]
-        backbone = {k: v for k, v in backbone.items() if k not in dropped}
-        dropped += [f'head.{k}' for k in head]
-        head = {}
-    else:
-        dropped = []
-    missing = [k for k in expected if k not in backbone]
-    unexpected = [k for k in backbone if k not in expected]
-    bad_shape = [k for k in expected if k in backbone
-                 and backbone[k].shape != expected[k].shape]
-    if missing or unexpected or bad_shape:
-        raise KeyError(
-            f'The checkpoint ({fmt}) does not convert to an XCiT {arch}: '
-            f'{len(missing)} missing (e.g. {missing[:4]}), {len(unexpected)} '
-            f'unexpected (e.g. {unexpected[:4]}), {len(bad_shape)} with the '
-            f'wrong shape (e.g. {bad_shape[:4]}).')
-    if head:
-        fc_w = head.get('fc.weight')
-        if (set(head) - {'fc.weight', 'fc.bias'} or fc_w is None
-                or fc_w.shape[1] != arch['arch']['embed_dims']):
-            raise KeyError(f'Unexpected classification head in the '
-                           f'checkpoint: {sorted(head)}.')
-    state_dict = OrderedDict((f'backbone.{k}', v) for k, v in backbone.items())
-    state_dict.update((f'head.{k}', v) for k, v in head.items())
-    report = dict(
-        source_format=fmt,
-        arch=arch,
-        converted=len(state_dict),
-        backbone_tensors=len(backbone),
-        head_tensors=len(head),
-        num_classes=int(head['fc.weight'].shape[0]) if head else None,
-        missing=len(missing),
-        unexpected=len(unexpected),
-        dropped_for_backbone_only=len(dropped))
-    return state_dict, report

@@ -1,0 +1,131 @@
+"""How the tools report bad input: one paragraph and exit status 1.
+
+:func:`run_cli` wraps a tool's ``main``. An exception caused by the input
+(:class:`xcit_mm.utils.errors.XCiTMMError`, and the few *library* errors
+that are bad input in disguise, see :func:`explain_exception`) is printed as
+``<tool>: error: ...``, filled to one paragraph, and the process exits with
+status 1. Any other exception is a bug and keeps its traceback.
+"""
+import re
+import sys
+import textwrap
+from typing import Any, Callable, Optional
+
+from xcit_mm.utils.errors import XCiTMMError
+from xcit_mm.utils.suggest import registry_suggestions
+
+_REGISTRY_MISS = re.compile(
+    r"^'?(?P<name>[\w.]+) is not in the (?:(?P<scope>[\w]+)::)?"
+    r'(?P<registry>[\w ]+?) registry')
+
+
+
+def one_paragraph(text: str, width: int = 79) -> str:
+    """Fill prose to ``width``; keep indented lines (a folder tree, a
+    command) as they are, indented under the first line."""
+    out, prose = [], []
+
+    def flush():
+        if prose:
+            # never split a path or a config key across lines
+            out.append(textwrap.fill(
+                ' '.join(' '.join(prose).split()), width=width,
+                initial_indent='  ' if out else '', subsequent_indent='  ',
+                break_long_words=False, break_on_hyphens=False))
+            prose.clear()
+
+    for line in str(text).splitlines():
+        if line[:1].isspace() and line.strip():
+            flush()
+            out.append('  ' + line.rstrip())
+        elif not line.strip():
+            flush()
+        else:
+            prose.append(line)
+    flush()
+    return '\n'.join(out)
+
+
+def explain_exception(exc: BaseException) -> Optional[str]:
+    """The one-paragraph explanation of a bad-input error, else None.
+
+    None means that ``exc`` is not known to be caused by the input: the
+    caller should let it propagate with its traceback.
+    """
+    if isinstance(exc, XCiTMMError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        msg = str(exc.args[0]) if exc.args else ''
+        m = _REGISTRY_MISS.match(msg)
+        if m:
+            name, scope = m.group('name'), m.group('scope')
+            registry = m.group('registry')
+            close = registry_suggestions(name, registry, scope)
+            hint = (f" Did you mean {' or '.join(repr(c) for c in close)}?"
+                    if close else ' No registered name is close to it.')
+            where = f' (default_scope {scope!r})' if scope else ''
+            return (f"Unknown type {name!r} in the config: it is not a "
+                    f"registered {registry}{where}.{hint} Fix the `type` in "
+                    'the config; a type from another library needs its scope '
+                    "prefix, e.g. type='xcit_mm.XCiT' or type='mmdet.FPN'.")
+        return None
+    if isinstance(exc, FileNotFoundError):
+        path = exc.filename or (exc.args[-1] if exc.args else '')
+        return (f'File or folder not found: {path}. Check the paths in the '
+                'config (data_root, ann_file, data_prefix, load_from, '
+                'init_cfg.checkpoint) or override them with --cfg-options '
+                'KEY=PATH.')
+    return None
+
+
+def format_tool_error(tool: str, exc: BaseException) -> Optional[str]:
+    """``'<tool>: error: <explanation>'`` wrapped as one paragraph, or None
+    for an exception that is not a known bad-input error."""
+    text = explain_exception(exc)
+    if text is None:
+        return None
+    return one_paragraph(f'{tool}: error: {text}')
+
+
+def _worker_message(exc: BaseException) -> None:
+    """torch re-raises a data-loader worker's exception as
+    ``type(exc)('Caught X in DataLoader worker process 0. Original
+    Traceback ...')``; keep the original message only."""
+    msg = str(exc)
+    if 'Original Traceback' not in msg:
+        return
+    last = [line for line in msg.strip().splitlines() if line.strip()][-1]
+    name = type(exc).__name__
+    if f'{name}: ' in last:
+        last = last.split(f'{name}: ', 1)[1]
+    exc.args = (last, )
+
+
+def run_cli(tool: str, main: Callable[[], Any], debug: bool = False) -> Any:
+    """Run a tool's ``main``; print bad-input errors as one paragraph.
+
+    A known bad-input error (see :func:`explain_exception`) is printed to
+    stderr as ``<tool>: error: ...`` and the process exits with status 1.
+    Any other exception propagates with its traceback (a bug), as does
+    everything with ``debug=True``.
+    """
+    try:
+        return main()
+    except Exception as e:  # noqa: B902
+        if debug:
+            raise
+        _worker_message(e)
+        text = format_tool_error(tool, e)
+        if text is None:
+            raise
+        print(text, file=sys.stderr)
+        sys.exit(1)
+
+
+def failed_in_dataset(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a data set was built or read."""
+    import traceback
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(
+        re.search(r'[/\\]datasets?[/\\]|pycocotools', f.filename)
+        for f in frames)
