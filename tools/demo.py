@@ -1,7 +1,7 @@
 """The README's first command: the main job on a small built-in dataset.
 
-    python tools/demo.py [--model xcit|crossformer] [--data-root data/digits]
-        [--work-dir work_dirs/<model>-digits_demo] [--cfg-options k=v ...]
+    python tools/demo.py [--task classification|dino] [--model xcit|crossformer]
+        [--data-root data/digits] [--work-dir DIR] [--cfg-options k=v ...]
 
 1. Prepares scikit-learn's handwritten digits (1,797 real 8x8 grayscale
    images of 10 digits, shipped inside scikit-learn) as an ImageNet-style
@@ -15,6 +15,15 @@
    ``tools/test.py`` and prints the top-1 accuracy and the time taken.
 
 Exits with status 1 if the held-out top-1 is below 90%.
+
+``--task dino`` is the self-supervised proof instead: the same XCiT
+pre-trained with DINO on the training digits without their labels
+(``configs/dino/dino_xcit-digits_demo.py``), evaluated before and after
+with ``tools/analysis_tools/knn_eval.py`` (DINO's weighted k-NN, k = 20,
+teacher backbone, training digits as the memory bank, held-out digits as
+queries). It prints both, the wall and CPU time, and whether the collapse
+monitor warned; it exits with status 1 below 95% after pre-training or
+after a collapse warning.
 """
 import argparse
 import glob
@@ -32,6 +41,8 @@ CONFIGS = dict(
     crossformer=osp.join('configs', 'crossformer',
                          'crossformer-digits_demo.py'))
 TARGET = 90.0
+DINO_CONFIG = osp.join('configs', 'dino', 'dino_xcit-digits_demo.py')
+DINO_TARGET = 95.0
 #: Expected image counts of the prepared split (train, val).
 SPLIT = dict(train=1437, val=360)
 
@@ -106,20 +117,89 @@ def latest_metrics(work_dir: str) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--task', default='classification',
+                        choices=['classification', 'dino'],
+                        help='supervised classification, or DINO '
+                        'pre-training evaluated by k-NN')
     parser.add_argument('--data-root', default='data/digits',
                         help='where the digits folders go (relative paths '
                         'are relative to the repository root)')
     parser.add_argument('--model', choices=sorted(CONFIGS), default='xcit',
-                        help='the backbone family to train')
+                        help='the backbone family to train (classification)')
     parser.add_argument('--work-dir', default=None,
-                        help='default: work_dirs/<model>-digits_demo')
+                        help='default: work_dirs/<model>-digits_demo or '
+                        'work_dirs/dino_xcit-digits_demo')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='passed on to tools/train.py and tools/test.py')
     return parser.parse_args(argv)
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) of the finished child processes."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def knn_top1(config: str, options: list, work_dir: str, checkpoint=None,
+             k: int = 20) -> float:
+    """Run knn_eval.py; return its weighted k-NN top-1 for ``k``."""
+    out = osp.join(work_dir, 'knn_init.json' if checkpoint is None
+                   else 'knn_pretrained.json')
+    run_tool(['tools/analysis_tools/knn_eval.py', config] +
+             ([checkpoint] if checkpoint else ['--random-init']) +
+             ['--out', out] + options)
+    with open(out) as f:
+        return json.load(f)[f'k{k}']['top1']
+
+
+def main_dino(args) -> int:
+    start, cpu0 = time.time(), children_cpu_s()
+    data_root = prepare_digits(osp.join(REPO, args.data_root))
+    work_dir = osp.join(REPO, args.work_dir
+                        or 'work_dirs/dino_xcit-digits_demo')
+    os.makedirs(work_dir, exist_ok=True)
+    options = ['--cfg-options'] + [
+        f'{key}.dataset.data_root={data_root}'
+        for key in ('train_dataloader', 'knn_train_dataloader',
+                    'knn_val_dataloader')
+    ] + [
+        f'custom_hooks.1.{loader}.dataset.data_root={data_root}'
+        for loader in ('train_dataloader', 'val_dataloader')
+    ] + args.cfg_options
+    before = knn_top1(DINO_CONFIG, options, work_dir)
+    log(f'k-NN top-1 (k=20) at initialisation: {before:.2f}%')
+
+    t0, c0 = time.time(), children_cpu_s()
+    run_tool(['tools/train.py', DINO_CONFIG, '--work-dir', work_dir] +
+             options)
+    train_s, train_cpu = time.time() - t0, children_cpu_s() - c0
+    with open(osp.join(work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    after = knn_top1(DINO_CONFIG, options, work_dir, checkpoint)
+
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')),
+                  key=osp.getmtime)
+    with open(logs[-1]) as f:
+        warnings = f.read().count('DINO collapse warning')
+    total, cpu = time.time() - start, children_cpu_s() - cpu0
+    log(f'held-out k-NN top-1 (k=20, weighted, teacher): {before:.2f}% at '
+        f'initialisation -> {after:.2f}% after DINO pre-training '
+        f'(target >= {DINO_TARGET:.0f}%), checkpoint {checkpoint}')
+    log(f'collapse monitor: {warnings} warning(s)')
+    log(f'time: pre-training {train_s:.0f} s wall / {train_cpu:.0f} s CPU; '
+        f'total {total:.0f} s wall ({total / 60:.1f} min) / {cpu:.0f} s CPU')
+    if after < DINO_TARGET or warnings:
+        log('below the target' if after < DINO_TARGET else
+            'the collapse monitor warned')
+        return 1
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.task == 'dino':
+        return main_dino(args)
     start = time.time()
     data_root = prepare_digits(osp.join(REPO, args.data_root))
     config = CONFIGS[args.model]

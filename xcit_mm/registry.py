@@ -11,12 +11,16 @@ from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import \
+    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-__all__ = ['MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS',
-           'OPTIM_WRAPPERS']
+__all__ = [
+    'MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS', 'OPTIM_WRAPPERS',
+    'OPTIM_WRAPPER_CONSTRUCTORS'
+]
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
@@ -42,3 +46,8 @@ OPTIM_WRAPPERS = Registry(
 TRANSFORMS = Registry(
     'transform', parent=MMENGINE_TRANSFORMS, scope='xcit_mm',
     locations=['xcit_mm.datasets'])
+#: Optimizer wrapper constructors (DINO's student-only optimizer).
+OPTIM_WRAPPER_CONSTRUCTORS = Registry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='xcit_mm',
+    locations=['xcit_mm.engine'])

@@ -2,8 +2,9 @@
 :data:`xcit_mm.registry.DATASETS` and :data:`xcit_mm.registry.TRANSFORMS`
 (scope ``xcit_mm``)."""
 from .imagenet import ImageNet, check_image_folder
-from .transforms import LoadImageFromFile
+from .transforms import ColorJitter, LoadImageFromFile, adjust_hue
 
 __all__ = [
-    'ImageNet', 'check_image_folder', 'LoadImageFromFile'
+    'ImageNet', 'check_image_folder', 'LoadImageFromFile', 'ColorJitter',
+    'adjust_hue'
 ]

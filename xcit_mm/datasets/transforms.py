@@ -1,11 +1,17 @@
-"""Image loading that names the bad file, or skips it, by config."""
+"""Image loading that names the bad file, or skips it, by config; a
+numpy-2-safe colour jitter."""
 import logging
 import os
 import os.path as osp
 from typing import Optional
 
+import mmcv
+import numpy as np
 from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmengine.logging import print_log
+from mmpretrain.datasets.transforms import \
+    ColorJitter as MMPretrainColorJitter
+from PIL import Image
 
 from xcit_mm.registry import TRANSFORMS
 from xcit_mm.utils.errors import ImageLoadError
@@ -86,3 +92,51 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", on_error='{self.on_error}')"
+
+
+def adjust_hue(img: np.ndarray, hue_factor: float) -> np.ndarray:
+    """Shift the hue of a BGR uint8 image by ``hue_factor`` in [-0.5, 0.5]
+    of the colour circle (PIL's HSV, as torchvision and mmcv's pillow
+    backend do); gray images are returned unchanged."""
+    if img.ndim == 2 or img.shape[2] == 1:
+        return img
+    hsv = Image.fromarray(np.ascontiguousarray(img[..., ::-1]),
+                          mode='RGB').convert('HSV')
+    h, s, v = hsv.split()
+    # the shift wraps around the circle: uint8 arithmetic modulo 256
+    shift = np.uint8(int(hue_factor * 255) % 256)
+    with np.errstate(over='ignore'):
+        np_h = np.asarray(h, dtype=np.uint8) + shift
+    out = Image.merge('HSV', (Image.fromarray(np_h, 'L'), s, v))
+    return np.asarray(out.convert('RGB'), dtype=img.dtype)[..., ::-1].copy()
+
+
+@TRANSFORMS.register_module()
+class ColorJitter(MMPretrainColorJitter):
+    """mmpretrain's ``ColorJitter`` (torchvision's: the four adjustments in
+    random order, factors drawn per image) with a hue shift that works on
+    numpy >= 2.
+
+    mmcv 2.x shifts the hue with ``np.uint8(hue_factor * 255)``, which
+    raises ``OverflowError`` under numpy 2 for every negative factor, i.e.
+    for half of the images once ``hue > 0``. Everything else is
+    mmpretrain's. Use ``type='xcit_mm.ColorJitter'``.
+    """
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        order, brightness, contrast, saturation, hue = self._rand_params()
+        for index in order:
+            if index == 0 and brightness is not None:
+                img = mmcv.adjust_brightness(img, brightness,
+                                             backend=self.backend)
+            elif index == 1 and contrast is not None:
+                img = mmcv.adjust_contrast(img, contrast,
+                                           backend=self.backend)
+            elif index == 2 and saturation is not None:
+                img = mmcv.adjust_color(img, alpha=saturation,
+                                        backend=self.backend)
+            elif index == 3 and hue is not None:
+                img = adjust_hue(img, hue)
+        results['img'] = img
+        return results

@@ -1,13 +1,15 @@
-"""Training-time components: hooks and loops (registered in
-:mod:`xcit_mm.registry`, scope ``xcit_mm``)."""
+"""Training-time components: hooks, loops and optimizer constructors
+(registered in :mod:`xcit_mm.registry`, scope ``xcit_mm``)."""
 from .hooks import *  # noqa: F401,F403
-from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,
-                    NonFiniteLossHook, ResourceMonitorHook)
+from .hooks import (AtomicCheckpointHook, CheckpointMatchHook, DINOHook,
+                    KNNEvalHook, NonFiniteLossHook, ResourceMonitorHook)
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 from .optim_wrapper import AutocastOptimWrapper
+from .optimizers import DINOOptimWrapperConstructor
 
 __all__ = [
-    'AtomicCheckpointHook', 'CheckpointMatchHook', 'NonFiniteLossHook',
-    'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
-    'ResumableIterBasedTrainLoop', 'AutocastOptimWrapper'
+    'AtomicCheckpointHook', 'CheckpointMatchHook', 'DINOHook', 'KNNEvalHook',
+    'NonFiniteLossHook', 'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
+    'ResumableIterBasedTrainLoop', 'AutocastOptimWrapper',
+    'DINOOptimWrapperConstructor'
 ]

@@ -23,7 +23,9 @@ def unwrap_checkpoint(ckpt: dict, key: Optional[str] = None) -> Dict:
     Args:
         ckpt (dict): What ``torch.load`` returned.
         key (str, optional): The entry to use (e.g. ``'model_ema'``, or
-            ``'teacher'`` for a DINO training checkpoint). Defaults to the
+            ``'teacher'`` for a DINO training checkpoint: the official
+            ``ckpt['teacher']``, or the ``teacher.*`` keys of an xcit_mm
+            one's state dict). Defaults to the
             first of :data:`WRAPPER_KEYS` that holds a dict, else ``ckpt``.
 
     Raises:
@@ -33,10 +35,17 @@ def unwrap_checkpoint(ckpt: dict, key: Optional[str] = None) -> Dict:
     if not isinstance(ckpt, dict):
         raise TypeError(f'Expected a checkpoint dict, got {type(ckpt)}.')
     if key is not None:
-        if key not in ckpt:
-            raise KeyError(f'The checkpoint has no {key!r} entry; it has '
-                           f'{sorted(ckpt)[:10]}.')
-        return ckpt[key]
+        if key in ckpt:
+            return ckpt[key]
+        # a model saved by mmengine with the entry as a submodule, e.g. the
+        # ``teacher.*`` keys of an xcit_mm DINO checkpoint
+        inner = unwrap_checkpoint(ckpt)
+        sub = {k[len(key) + 1:]: v for k, v in inner.items()
+               if k.startswith(key + '.')}
+        if sub:
+            return sub
+        raise KeyError(f'The checkpoint has no {key!r} entry; it has '
+                       f'{sorted(ckpt)[:10]}.')
     for k in WRAPPER_KEYS:
         if isinstance(ckpt.get(k), dict):
             return ckpt[k]

@@ -72,7 +72,9 @@ def extract_backbone_state(ckpt: dict, key: Optional[str] = None
 
     Accepts xcit_mm classifiers, detectors and segmentors (``backbone.*``),
     ``--backbone-only`` files, official, timm and DINO files, and full DINO
-    training checkpoints when ``key`` names the wrapper (``'teacher'``).
+    training checkpoints when ``key`` names the wrapper (``'teacher'``):
+    an official one (``ckpt['teacher']``) or one of ``tools/train.py``
+    (``teacher.*`` keys of its state dict).
 
     Returns:
         tuple: (backbone dict, head dict, source format).

@@ -1,10 +1,14 @@
 """Checked conversions of foreign checkpoints: each builds the model the
 weights are for and requires every key to match it. The command-line
 wrappers are in ``tools/model_converters/``."""
+from .dino import (convert_dino_backbone, convert_dino_full_checkpoint,
+                   dino_param_order, fast_forward_schedulers)
 from .xcit import convert_checkpoint
 from .xcit_dense import build_model_from_config, convert_dense_checkpoint
 
 __all__ = [
     'convert_checkpoint', 'convert_dense_checkpoint',
-    'build_model_from_config'
+    'build_model_from_config', 'convert_dino_backbone',
+    'convert_dino_full_checkpoint', 'dino_param_order',
+    'fast_forward_schedulers'
 ]

@@ -1,3 +1,4 @@
+from .dino_loss import DINOLoss
 from .distillation import DistillationLoss
 
-__all__ = ['DistillationLoss']
+__all__ = ['DINOLoss', 'DistillationLoss']

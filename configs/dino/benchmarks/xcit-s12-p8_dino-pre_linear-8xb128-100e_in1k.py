@@ -1,0 +1,8 @@
+# Linear probe of a DINO XCiT-S12/8 (see the S12/16 file for the recipe).
+_base_ = './xcit-s12-p16_dino-pre_linear-8xb128-100e_in1k.py'
+dino_checkpoint = 'work_dirs/dino_xcit-s12-p8_8xb128-300e_in1k/epoch_300.pth'
+model = dict(
+    backbone=dict(
+        arch='small-12', patch_size=8, frozen_stages=12,
+        init_cfg=dict(checkpoint=dino_checkpoint)),
+    head=dict(in_channels=384))

@@ -1,0 +1,3 @@
+from .dino_constructor import DINOOptimWrapperConstructor
+
+__all__ = ['DINOOptimWrapperConstructor']

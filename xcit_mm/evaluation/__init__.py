@@ -1,0 +1,4 @@
+"""Evaluation of frozen features (DINO's weighted k-NN)."""
+from .knn import DEFAULT_KS, extract_features, weighted_knn
+
+__all__ = ['DEFAULT_KS', 'extract_features', 'weighted_knn']

@@ -1,0 +1,3 @@
+from .dino import DINO, teacher_momentum
+
+__all__ = ['DINO', 'teacher_momentum']
