@@ -12,7 +12,7 @@ intervals and an activation cooling layer (ACL) after every third block.
 Parameter names follow the official checkpoints (``patch_embed.projs.k``,
 ``layers.i.blocks.j.attn.pos.pos1.0``, ``layers.i.downsample.reductions.k``,
 ``norm``), so converting them only drops buffers and renames the head
-(:mod:`xcit_mm.models.converters.crossformer`).
+(:mod:`xcit_mm.models.utils.crossformer_convert`).
 
 Shapes: B (batch), H x W (the token grid of a stage), C (channels), N
 (tokens in a group), nG (groups per image). Tokens travel between layers as
@@ -31,6 +31,9 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from xcit_mm.models.utils.arch import normalize_out_indices
+from xcit_mm.models.utils.crossformer_convert import (dpb_offsets,
+                                                      dpb_relative_index,
+                                                      load_pretrained_backbone)
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 from xcit_mm.utils.suggest import close_names
@@ -211,27 +214,10 @@ class DynamicPosBias(nn.Module):
         self.pos2 = layer(pos_dims)
         self.pos3 = layer(num_heads)
 
-    @staticmethod
-    def offsets(gh: int, gw: int,
-                device: Optional[torch.device] = None) -> torch.Tensor:
-        """All relative offsets (dy, dx), row-major: ((2gh-1)(2gw-1), 2)."""
-        dy = torch.arange(1 - gh, gh, device=device)
-        dx = torch.arange(1 - gw, gw, device=device)
-        return torch.stack(torch.meshgrid(dy, dx, indexing='ij'),
-                           -1).reshape(-1, 2).float()
-
-    @staticmethod
-    def relative_index(gh: int, gw: int,
-                       device: Optional[torch.device] = None) -> torch.Tensor:
-        """(N, N) row of :meth:`offsets` for query i, key j: the offset
-        ``pos(i) - pos(j)`` in group coordinates."""
-        ys, xs = torch.meshgrid(torch.arange(gh, device=device),
-                                torch.arange(gw, device=device),
-                                indexing='ij')
-        ys, xs = ys.flatten(), xs.flatten()
-        dy = ys[:, None] - ys[None, :] + gh - 1
-        dx = xs[:, None] - xs[None, :] + gw - 1
-        return dy * (2 * gw - 1) + dx
+    #: All relative offsets (dy, dx) of a gh x gw group.
+    offsets = staticmethod(dpb_offsets)
+    #: (N, N) row of :meth:`offsets` for query i, key j.
+    relative_index = staticmethod(dpb_relative_index)
 
     def mlp(self, offsets: torch.Tensor) -> torch.Tensor:
         return self.pos3(self.pos2(self.pos1(self.pos_proj(offsets))))
@@ -590,8 +576,6 @@ class CrossFormer(BaseModule):
         checked load of pretrained weights."""
         if (isinstance(self.init_cfg, dict)
                 and self.init_cfg.get('type') == 'Pretrained'):
-            from xcit_mm.models.converters.crossformer import \
-                load_pretrained_backbone
             load_pretrained_backbone(self, self.init_cfg['checkpoint'],
                                      prefix=self.init_cfg.get('prefix', ''))
             self._is_init = True
