@@ -23,17 +23,20 @@ import json
 import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
-from xcit_mm.utils.cli import run_cli
+from xcit_mm.utils.cli import add_config_args, load_config, run_cli
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   MissingFileError)
+from xcit_mm.utils.state_dict import (compare_state_dicts,
+                                      describe_comparison, unwrap_checkpoint)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config', help='DINO config file')
     parser.add_argument('checkpoint', nargs='?', help='DINO checkpoint')
+    add_config_args(parser, config=False)
     parser.add_argument('--model-key', default='teacher',
                         choices=['teacher', 'student'],
                         help='whose backbone to evaluate')
@@ -43,21 +46,18 @@ def parse_args(argv=None):
                         default=[10, 20, 100, 200])
     parser.add_argument('--temperature', type=float, default=0.07)
     parser.add_argument('--out', help='write the results as JSON')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local-rank', '--local_rank', type=int, default=0)
-    parser.add_argument('--debug', action='store_true')
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 
 
 def load_model(cfg: Config, checkpoint, random_init: bool):
-    import torch
     from mmengine.registry import MODELS
     from mmengine.runner import load_state_dict
-    from mmengine.runner.checkpoint import _load_checkpoint
+    from mmengine.runner.checkpoint import CheckpointLoader
     from mmengine.runner.utils import set_random_seed
 
     seed = (cfg.get('randomness') or {}).get('seed')
@@ -66,18 +66,15 @@ def load_model(cfg: Config, checkpoint, random_init: bool):
     if random_init:
         model.init_weights()
         return model
-    ckpt = _load_checkpoint(checkpoint, map_location='cpu')
-    state = ckpt.get('state_dict', ckpt)
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
+    state = unwrap_checkpoint(
+        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
+    report = compare_state_dicts(model.state_dict(), state)
+    if report['missing'] or report['mismatched'] or report['unexpected']:
         raise CheckpointMismatchError(
             f'{checkpoint} does not fit the model of the config: '
-            f'{len(missing)} missing keys (e.g. {missing[:3]}), '
-            f'{len(unexpected)} unexpected keys (e.g. {unexpected[:3]}). '
-            'Use the config the checkpoint was trained with; convert '
-            'official DINO files with tools/model_converters/dino2mm.py.')
+            f'{describe_comparison(report)}. Use the config the checkpoint '
+            'was trained with; convert official DINO files with '
+            'tools/model_converters/dino2mm.py.')
     load_state_dict(model, state, strict=True)
     return model
 
@@ -91,18 +88,13 @@ def knn_eval(args) -> dict:
     from xcit_mm.evaluation import extract_features, weighted_knn
     from xcit_mm.utils.launch import setup_cpu_distributed
 
-    if not osp.isfile(args.config):
-        raise MissingFileError(f'The config file {args.config} does not '
-                               'exist (configs/dino/ holds the shipped ones).')
     if (args.checkpoint is None) == (not args.random_init):
         raise ConfigError('Give a CHECKPOINT, or --random-init to evaluate '
                           'the initialised model (not both).')
     if args.checkpoint and not osp.isfile(args.checkpoint):
         raise MissingFileError(f'The checkpoint {args.checkpoint} does not '
                                'exist.')
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args)
     for key in ('knn_train_dataloader', 'knn_val_dataloader'):
         if key not in cfg:
             raise ConfigError(
