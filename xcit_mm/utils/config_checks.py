@@ -60,7 +60,9 @@ TOP_LEVEL = {'launcher', 'custom_imports', 'default_scope', 'tta_model',
              'tta_pipeline', 'runner_type', 'activation_checkpointing',
              'efficient_conv_bn_eval', 'compile', 'strategy', 'gpu_ids',
              'model_wrapper_cfg', 'find_unused_parameters', 'work_dir',
-             'sync_bn', 'resource_limit'}
+             'sync_bn', 'resource_limit',
+             # read by tools/analysis_tools/knn_eval.py
+             'knn_train_dataloader', 'knn_val_dataloader'}
 
 
 def _init_params(obj: Any) -> Tuple[Set[str], bool]:
