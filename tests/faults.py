@@ -12,7 +12,7 @@ import signal
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH, write_config  # noqa: F401 (re-export)
 
 
 @HOOKS.register_module(name='TestKillBeforeIterHook', force=True)
@@ -119,10 +119,3 @@ def tiny_train_cfg(data_root: str, max_epochs: int = 3,
         log_level='INFO',
     )
 
-
-def write_config(path: str, cfg: dict) -> str:
-    """Write ``cfg`` as a Python config file."""
-    with open(path, 'w') as f:
-        for k, v in cfg.items():
-            f.write(f'{k} = {v!r}\n')
-    return path

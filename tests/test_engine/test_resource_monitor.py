@@ -6,7 +6,7 @@ import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO
+from tests.utils import REPO
 from xcit_mm.engine.hooks.resource_monitor_hook import tree_usage
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/proc/self/task'),

@@ -6,8 +6,8 @@ import pickle
 
 import torch
 
-from tests.conftest import REPO, make_split_folders, tiny_teacher_cfg
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import (REPO, explain, make_split_folders, run_tool,
+                         tiny_teacher_cfg)
 from xcit_mm.utils import safe_load
 
 TINY = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.depth=2',

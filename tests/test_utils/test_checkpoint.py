@@ -1,30 +1,20 @@
 """The one safe checkpoint loader: allow-list, refusal, corrupt files."""
 import argparse
-import os
 
 import numpy as np
 import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
+from tests.utils import RunsCode
 from xcit_mm.utils.checkpoint import safe_load
 from xcit_mm.utils.errors import CheckpointError, UnsafeCheckpointError
-
-
-class _RunsCode:
-    """Unpickling this calls os.system: the classic malicious checkpoint."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
 
 
 def test_refuses_code_execution(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {}, 'x': _RunsCode(marker)}, path)
+    torch.save({'state_dict': {}, 'x': RunsCode(marker)}, path)
     with pytest.raises(UnsafeCheckpointError, match='system'):
         safe_load(path)
     # mmengine's own loading goes through the same helper
@@ -75,12 +65,6 @@ def test_missing_file(tmp_path):
         safe_load(tmp_path / 'nope.pth')
 
 
-def test_mmengine_local_scheme_is_ours():
-    import xcit_mm  # noqa: F401
-    from xcit_mm.utils.checkpoint import _load_from_local
-    assert CheckpointLoader._schemes[''] is _load_from_local
-
-
 def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
     """A URL is downloaded once into torch hub's cache and read with the
     allow-list: an mmengine checkpoint loads, a crafted pickle is refused."""
@@ -95,7 +79,7 @@ def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
                 'message_hub': {'h': HistoryBuffer([1., 2.], [1, 1])}},
                served / 'ok.pth')
     marker = tmp_path / 'pwned'
-    torch.save({'x': _RunsCode(marker)}, served / 'evil.pth')
+    torch.save({'x': RunsCode(marker)}, served / 'evil.pth')
     handler = functools.partial(http.server.SimpleHTTPRequestHandler,
                                 directory=str(served))
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
