@@ -8,7 +8,8 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
 from tests.utils import RunsCode
 from xcit_mm.utils.checkpoint import safe_load
-from xcit_mm.utils.errors import CheckpointError, UnsafeCheckpointError
+from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
+                                  UnsafeCheckpointError)
 
 
 def test_refuses_code_execution(tmp_path):
@@ -61,8 +62,11 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(MissingFileError, match='nope.pth.* does not exist'):
         safe_load(tmp_path / 'nope.pth')
+    # mmengine's loading goes through the same helper
+    with pytest.raises(MissingFileError, match='nope.pth'):
+        load_checkpoint(torch.nn.Linear(1, 1), str(tmp_path / 'nope.pth'))
 
 
 def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
