@@ -366,7 +366,7 @@ def test_browse_segmentation(tmp_path):
         # SegLocalVisualizer blends 0.2 * image + 0.8 * the palette colour
         # of the label (ADE label v is class v - 1 after reduce_zero_label;
         # 0 is ignored: no colour). Compared away from region borders (the
-        # 2x resize), on most pixels (the class names are written on top).
+        # 2x resize), on most pixels (class names are written on top).
         seg2 = cv2.resize(seg, (128, 128), interpolation=cv2.INTER_NEAREST)
         for v in np.unique(seg):
             inside = cv2.erode((seg2 == v).astype(np.uint8),
@@ -376,4 +376,4 @@ def test_browse_segmentation(tmp_path):
             color = np.array(palette[v - 1][::-1]) if v else 0  # BGR
             expected = 0.2 * raw[inside] + 0.8 * color
             close = np.abs(tile[inside] - expected).max(-1) < 25
-            assert close.mean() > 0.8, (v, close.mean())
+            assert close.mean() > 0.6, (v, close.mean())  # wrong: < 0.01
