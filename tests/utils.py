@@ -7,10 +7,11 @@ Running the tools
     ``REPO``: the repository root.
     ``run_tool(args, timeout=300, cwd=REPO, **env) -> CompletedProcess``:
         ``python tools/...`` (or ``bash tools/...sh``) as a user runs it, in a
-        child process from ``cwd`` with ``PYTHONPATH=REPO`` (first),
-        ``OMP_NUM_THREADS=1`` and ``PYTHON`` = this interpreter; ``env``
+        child process from ``cwd`` with :func:`tool_env` (``PYTHONPATH=REPO``
+        first, ``OMP_NUM_THREADS=1``, ``PYTHON`` = this interpreter); ``env``
         entries override or add environment variables. Output is captured
         as text; the exit status is not checked.
+    ``tool_env(**extra) -> dict``: that environment, for a ``Popen``.
     ``explain(proc) -> str``: exit status and the tails of stdout / stderr,
         the message for ``assert proc.returncode == 0, explain(proc)``.
     ``load_tool(relpath)``: import a tool script (``'tools/train.py'``) as a
@@ -69,29 +70,37 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # --------------------------------------------------------------------------
 # Running the tools
 
+def tool_env(**extra) -> dict:
+    """The environment of a tool run: this one with ``PYTHONPATH=REPO``
+    first (this checkout shadows any installed xcit_mm),
+    ``OMP_NUM_THREADS=1`` (tiny models gain nothing from more threads, and
+    on a busy machine spinning OpenMP threads make a step many times
+    slower) and ``PYTHON`` = this interpreter (``tools/dist_*.sh`` start
+    ``$PYTHON``, and CI does not activate the venv); ``extra`` overrides
+    or adds variables."""
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        [REPO] + [p for p in env.get('PYTHONPATH', '').split(os.pathsep)
+                  if p])
+    env['OMP_NUM_THREADS'] = '1'
+    env['PYTHON'] = sys.executable
+    env.update(extra)
+    return env
+
+
 def run_tool(args: List[str], timeout: int = 300, cwd: str = REPO,
              **env) -> subprocess.CompletedProcess:
     """``python tools/... args`` (or ``bash tools/...sh args``) as a user
-    runs it: a child process with ``PYTHONPATH=REPO`` (first, so this
-    checkout shadows any installed xcit_mm), ``OMP_NUM_THREADS=1`` (tiny
-    models gain nothing from more threads and a busy machine makes
-    spinning OpenMP threads many times slower) and ``PYTHON`` set to this
-    interpreter (``tools/dist_*.sh`` start ``$PYTHON``). ``env`` overrides
-    or adds environment variables. Relative script paths are resolved
-    against REPO, so ``cwd`` may be elsewhere."""
-    full_env = dict(os.environ)
-    full_env['PYTHONPATH'] = os.pathsep.join(
-        [REPO] + [p for p in full_env.get('PYTHONPATH', '').split(os.pathsep)
-                  if p])
-    full_env['OMP_NUM_THREADS'] = '1'
-    full_env['PYTHON'] = sys.executable
-    full_env.update(env)
+    runs it, in a child process with :func:`tool_env` (``env`` overrides or
+    adds variables). Relative script paths are resolved against REPO, so
+    ``cwd`` may be elsewhere. Output is captured as text; the exit status
+    is not checked (``assert proc.returncode == 0, explain(proc)``)."""
     if args[0] == 'bash':
         cmd = list(args)
     else:
         cmd = [sys.executable, osp.join(REPO, args[0]), *args[1:]]
-    return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=cwd, env=tool_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def explain(proc: subprocess.CompletedProcess) -> str:
