@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from tests.faults import tiny_train_cfg
-from tests.utils import (RunsCode, load_tool, make_image_folder, run_tool,
-                         write_config)
+from tests.utils import (REPO, RunsCode, load_tool, make_image_folder,
+                         run_tool, write_config)
 
 
 TRAIN, TEST = load_tool('tools/train.py'), load_tool('tools/test.py')
@@ -105,6 +105,25 @@ def test_missing_dataset_folder_and_annotation_file(tmp_path, data, capsys):
            'train_dataloader.dataset.ann_file')
     _fails(capsys, TEST, [_config(tmp_path, str(tmp_path / 'gone')),
                           'x.pth'], 'CHECKPOINT x.pth does not exist')
+
+
+def test_real_configs_without_imagenet_or_load_from(tmp_path, capsys):
+    """The shipped ImageNet configs, as a user first runs them: no data,
+    or no distilled 224 px checkpoint to fine-tune at 384 px from."""
+    missing = str(tmp_path / 'no_imagenet')
+    work = tmp_path / 'work'
+    _fails(capsys, TRAIN, [
+        osp.join(REPO, 'configs/xcit/xcit-n12-p16_in1k.py'), '--work-dir',
+        str(work), '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'
+    ], f"ImageNet data not found: '{missing}/train' does not exist",
+        'n01440764')
+    _fails(capsys, TRAIN, [
+        osp.join(REPO, 'configs/xcit/xcit-n12-p16_in1k-dist-384px.py'),
+        '--work-dir', str(work)
+    ], "load_from checkpoint 'work_dirs/xcit-n12-p16_in1k-dist/",
+        '--cfg-options load_from=PATH')
+    assert not list(work.glob('*.pth'))
 
 
 def test_malformed_coco_json(tmp_path, capsys):
