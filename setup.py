@@ -103,6 +103,7 @@ setup(
     long_description=open(osp.join(HERE, 'README.md')).read(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',
+    license_files=['LICENSE'],
     packages=find_packages(include=['xcit_mm', 'xcit_mm.*']),
     include_package_data=True,
     python_requires='>=3.9',

@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
 # Set up the tested xcit_mm stack in a virtual environment.
 #
-#   bash tools/install.sh [VENV_DIR]        (default: .venv in the repo root)
+#   bash tools/install.sh [--light] [VENV_DIR]   (default VENV_DIR: .venv in the repo root)
 #
-# Installs torch 2.14.1 + torchvision 0.29.1, mmcv 2.1.0 *with its compiled
-# ops*, the pins of requirements/tested.txt and xcit_mm itself (editable).
+# Full (the default): torch 2.14.1 + torchvision 0.29.1, mmcv 2.1.0 *with
+# its compiled ops*, the pins of requirements/tested.txt and xcit_mm itself
+# (editable). Needed for the tests, detection and segmentation.
 #
-# mmcv 2.1.0 is published on PyPI only as a source distribution. This script
+# --light: the same, but mmcv-lite 2.1.0 (pure Python, no compiler) in
+# place of the compiled mmcv. Enough for classification, the digits demo
+# (tools/demo.py) and the analysis tools on classifiers: mmpretrain and
+# xcit_mm never import mmcv.ops. mmdet and mmseg are installed but cannot
+# import (they need mmcv.ops); tools/train.py and tools/test.py say so for
+# a detection or segmentation config. Running the script again without
+# --light upgrades the same environment: it uninstalls mmcv-lite first
+# (mmcv and mmcv-lite both install the `mmcv` package: installed side by
+# side, removing one would delete files of the other).
+#
+# mmcv 2.1.0 is published on PyPI only as a source distribution. The full
+# install
 #   1. uses a prebuilt wheel when one is found in ../shared/wheels (the team's
 #      cache), $XCIT_MM_WHEELS or ~/.cache/xcit_mm/wheels, else
 #   2. builds it from source (about 20 minutes on 2 cores) and keeps the wheel
@@ -21,6 +33,12 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LIGHT=0
+if [ "${1:-}" = "--light" ]; then LIGHT=1; shift; fi
+case "${1:-}" in
+  -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
+  -*) echo "install.sh: unknown option $1 (usage: bash tools/install.sh [--light] [VENV_DIR])" >&2; exit 2 ;;
+esac
 VENV=${1:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${XCIT_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
@@ -44,7 +62,11 @@ PIP=("$PY" -m pip --disable-pip-version-check -q)
 # could otherwise pull the newest setuptools.
 SETUPTOOLS="setuptools>=77.0.3,<81"
 log "build tools"
-"${PIP[@]}" install "$SETUPTOOLS" wheel ninja
+if [ "$LIGHT" = 1 ]; then
+  "${PIP[@]}" install "$SETUPTOOLS" wheel
+else
+  "${PIP[@]}" install "$SETUPTOOLS" wheel ninja
+fi
 log "torch: $TORCH_SPEC"
 # shellcheck disable=SC2086
 "${PIP[@]}" install "$SETUPTOOLS" $TORCH_SPEC
@@ -56,31 +78,51 @@ assert mmcv.__version__ == '$MMCV_VERSION'
 PYEOF
 }
 
-if have_mmcv_ops; then
-  log "mmcv $MMCV_VERSION with ops already installed"
-else
-  links=()
-  for d in "${WHEEL_DIRS[@]}"; do links+=(--find-links "$d"); done
-  if "${PIP[@]}" install --no-index --no-deps "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null; then
-    log "mmcv $MMCV_VERSION installed from a prebuilt wheel (${WHEEL_DIRS[*]})"
+have_mmcv_lite() {
+  "$PY" -m pip --disable-pip-version-check show -q mmcv-lite >/dev/null 2>&1
+}
+
+if [ "$LIGHT" = 1 ]; then
+  if have_mmcv_ops; then
+    log "mmcv $MMCV_VERSION with ops already installed (kept: it is a superset of mmcv-lite)"
   else
-    log "no compatible prebuilt mmcv wheel: building mmcv $MMCV_VERSION from source (~20 min on 2 cores)"
-    tmp=$(mktemp -d)
-    # --no-build-isolation: pip reads the sdist's metadata with setup.py,
-    # which imports torch
-    "${PIP[@]}" download --no-deps --no-build-isolation --no-binary :all: \
-      "mmcv==$MMCV_VERSION" -d "$tmp"
-    tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
-    src="$tmp/mmcv-$MMCV_VERSION"
-    if "$PY" -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if v >= (2, 14) else 1)"; then
-      log "torch >= 2.14: patching mmcv's -std=c++17 to -std=c++20"
-      sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
-      grep -q -- '-std=c++20' "$src/setup.py" || { echo "mmcv setup.py patch failed" >&2; exit 1; }
+    log "mmcv-lite $MMCV_VERSION (no compiled ops)"
+    "${PIP[@]}" install "mmcv-lite==$MMCV_VERSION"
+  fi
+else
+  if have_mmcv_lite; then
+    # mmcv-lite and mmcv share the `mmcv` package folder: pip would install
+    # mmcv over it and keep both records, and a later removal of mmcv-lite
+    # would delete files that mmcv needs.
+    log "replacing mmcv-lite by mmcv $MMCV_VERSION with its compiled ops"
+    "${PIP[@]}" uninstall -y mmcv-lite
+  fi
+  if have_mmcv_ops; then
+    log "mmcv $MMCV_VERSION with ops already installed"
+  else
+    links=()
+    for d in "${WHEEL_DIRS[@]}"; do links+=(--find-links "$d"); done
+    if "${PIP[@]}" install --no-index --no-deps "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null; then
+      log "mmcv $MMCV_VERSION installed from a prebuilt wheel (${WHEEL_DIRS[*]})"
+    else
+      log "no compatible prebuilt mmcv wheel: building mmcv $MMCV_VERSION from source (~20 min on 2 cores)"
+      tmp=$(mktemp -d)
+      # --no-build-isolation: pip reads the sdist's metadata with setup.py,
+      # which imports torch
+      "${PIP[@]}" download --no-deps --no-build-isolation --no-binary :all: \
+        "mmcv==$MMCV_VERSION" -d "$tmp"
+      tar -xzf "$tmp/mmcv-$MMCV_VERSION.tar.gz" -C "$tmp"
+      src="$tmp/mmcv-$MMCV_VERSION"
+      if "$PY" -c "import torch, sys; v = tuple(int(x) for x in torch.__version__.split('+')[0].split('.')[:2]); sys.exit(0 if v >= (2, 14) else 1)"; then
+        log "torch >= 2.14: patching mmcv's -std=c++17 to -std=c++20"
+        sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+        grep -q -- '-std=c++20' "$src/setup.py" || { echo "mmcv setup.py patch failed" >&2; exit 1; }
+      fi
+      mkdir -p "$CACHE"
+      MAX_JOBS=${MAX_JOBS:-2} MMCV_WITH_OPS=1 "${PIP[@]}" wheel --no-build-isolation --no-deps "$src" -w "$CACHE"
+      "${PIP[@]}" install --no-index --no-deps --find-links "$CACHE" "mmcv==$MMCV_VERSION"
+      rm -rf "$tmp"
     fi
-    mkdir -p "$CACHE"
-    MAX_JOBS=${MAX_JOBS:-2} MMCV_WITH_OPS=1 "${PIP[@]}" wheel --no-build-isolation --no-deps "$src" -w "$CACHE"
-    "${PIP[@]}" install --no-index --no-deps --find-links "$CACHE" "mmcv==$MMCV_VERSION"
-    rm -rf "$tmp"
   fi
 fi
 
@@ -88,5 +130,10 @@ log "OpenMMLab stack and test tools (requirements/tested.txt)"
 "${PIP[@]}" install "$SETUPTOOLS" -r "$ROOT/requirements/tested.txt" packaging pillow
 log "xcit_mm (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
-have_mmcv_ops || { echo "mmcv.ops does not import after install" >&2; exit 1; }
-"$PY" -c "import xcit_mm, mmpretrain, mmdet, mmseg, timm; print('[install] ok: xcit_mm', xcit_mm.__version__, 'in', '$VENV')"
+if [ "$LIGHT" = 1 ] && ! have_mmcv_ops; then
+  "$PY" -c "import xcit_mm, mmpretrain, timm; print('[install] ok (light: classification and tools/demo.py): xcit_mm', xcit_mm.__version__, 'in', '$VENV')"
+  log "for the tests, detection and segmentation run: bash tools/install.sh${1:+ $1}"
+else
+  have_mmcv_ops || { echo "mmcv.ops does not import after install" >&2; exit 1; }
+  "$PY" -c "import xcit_mm, mmpretrain, mmdet, mmseg, timm; print('[install] ok: xcit_mm', xcit_mm.__version__, 'in', '$VENV')"
+fi

@@ -7,7 +7,7 @@
 Works for every task config under configs/ (classification, detection,
 segmentation): the config's ``default_scope`` picks the library.
 
-Reliability (see README, "Faults and bad input"): epoch-based configs run
+Reliability (see tools/README.md, "Reliability"): epoch-based configs run
 ``xcit_mm.ResumableEpochBasedTrainLoop`` and ``xcit_mm.AtomicCheckpointHook``
 so that ``--resume`` (= ``--resume auto``) continues bit-exactly from the
 last *complete* checkpoint, also in the middle of an epoch; a NaN loss stops

@@ -109,8 +109,11 @@ def test_generator_writes_metafiles(tmp_path, capsys):
     gen = load_tool(GEN)
     configs = _tiny_tree(tmp_path)
     index = tmp_path / 'model-index.yml'
-    tables = tmp_path / 'zoo.md'
-    summary = gen.generate(str(configs), str(index), tables=str(tables))
+    readme = configs / 'xcit' / 'README.md'
+    readme.write_text(f'# XCiT\n\nintro\n\n{gen.TABLE_START}\nstale\n'
+                      f'{gen.TABLE_END}\n\nrecipes\n')
+    (configs / 'upernet' / 'README.md').write_text('# no markers\n')
+    summary = gen.generate(str(configs), str(index), tables=True)
     printed = capsys.readouterr().out
     assert not summary['failures']
     assert summary['flops']  # xcit_mm.utils.flops counts them
@@ -137,13 +140,26 @@ def test_generator_writes_metafiles(tmp_path, capsys):
     assert entry['Weights'] == url
     assert entry['Converted From']['Weights'] == url
 
-    # the README table carries the same numbers
-    zoo = tables.read_text()
+    # the task README's table carries the same numbers, between the
+    # markers; the rest of the README is kept
+    zoo = readme.read_text()
+    assert zoo.startswith('# XCiT\n\nintro\n\n' + gen.TABLE_START + '\n| ')
+    assert zoo.endswith(gen.TABLE_END + '\n\nrecipes\n')
+    assert 'stale' not in zoo
     row = next(line for line in zoo.splitlines()
                if line.startswith('| [xcit-t12-p16_in1k]'))
     cells = [c.strip() for c in row.strip('|').split('|')]
+    assert cells[0] == '[xcit-t12-p16_in1k](xcit-t12-p16_in1k.py)'
     assert cells[1] == f'{entry["Metadata"]["Parameters"] / 1e6:.1f}'
     assert cells[3] == '77.1' and url in cells[4]
+    assert (configs / 'upernet' / 'README.md').read_text() == \
+        '# no markers\n'
+    assert 'has no <!-- model-zoo:start -->' in printed
+    # --tables-only: the same table from the metafiles on disk
+    readme.write_text(zoo.replace(row, '| stale |'))
+    assert gen.main(['--configs-root', str(configs), '--index', str(index),
+                     '--tables-only']) == 0
+    assert readme.read_text() == zoo
 
     seg = yaml.safe_load((configs / 'upernet' / 'metafile.yml').read_text())
     (entry, ) = seg['Models']

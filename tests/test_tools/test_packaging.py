@@ -79,6 +79,8 @@ def test_wheel_ships_configs_and_tools(source_copy, tmp_path):
     # setup.py keeps its dependencies and extras
     assert 'Requires-Dist: mmengine' in metadata
     assert 'Provides-Extra: mim' in metadata
+    # the licence file travels with the wheel
+    assert any(n.endswith('.dist-info/licenses/LICENSE') for n in names)
     # the build wrote the copies into build/, not into the source tree
     assert not osp.exists(source_copy / 'xcit_mm' / '.mim')
 

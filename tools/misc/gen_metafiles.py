@@ -1,8 +1,9 @@
 """Write ``configs/*/metafile.yml`` and ``model-index.yml`` (mim metadata).
 
     python tools/misc/gen_metafiles.py [--configs-root configs]
-        [--index model-index.yml] [--tables zoo.md] [--no-flops]
+        [--index model-index.yml] [--tables] [--no-flops]
         [--keep-going] [--dry-run]
+    python tools/misc/gen_metafiles.py --tables-only
 
 For every config folder except ``_base_`` (``configs/xcit``,
 ``configs/mask_rcnn``, ``configs/upernet``, ``configs/sem_fpn``, ...) and
@@ -21,14 +22,17 @@ every config in it whose name follows the project's scheme
 - ``Results``: the official figures of the XCiT paper / repository for the
   recipe the config reproduces (ImageNet top-1; COCO 3x box / mask AP;
   ADE20k mIoU); none for recipes without an official run (e.g. 1x);
-- ``Weights`` and ``Converted From``: the official ImageNet checkpoint,
-  which loads after ``tools/model_converters/xcit2mm.py`` (or directly as
-  ``init_cfg`` Pretrained weights). The official det/seg checkpoints are
-  left out while no converter maps them (see ``DENSE_WEIGHTS``).
+- ``Weights`` and ``Converted From``: the official checkpoint: ImageNet
+  classifiers load after ``tools/model_converters/xcit2mm.py`` (or directly
+  as ``init_cfg`` Pretrained weights); the trained Mask R-CNN (3x), UperNet
+  and Semantic FPN files after ``xcit2mm.py SRC DST --config CONFIG``.
 
-``model-index.yml`` imports every metafile; ``--tables`` also writes the
-README's model-zoo tables (params, FLOPs, official results, weights) from
-the same numbers. Configs that fail to build stop
+``model-index.yml`` imports every metafile. ``--tables`` also rewrites the
+model-zoo table of each task README (``configs/<task>/README.md``: params,
+FLOPs, official results, weights) from the same data, between the lines
+``<!-- model-zoo:start -->`` and ``<!-- model-zoo:end -->``; the rest of
+the README is kept. ``--tables-only`` does that from the metafiles on disk,
+building no model. Configs that fail to build stop
 the run (exit 1) unless ``--keep-going`` (then they are left out and listed).
 Run it again whenever configs change; ``tests/test_tools/test_metafiles.py``
 checks that the metafiles list only existing configs and that their
@@ -82,10 +86,11 @@ SEM_FPN = {('t12', 16): 38.1, ('t12', 8): 39.9, ('s12', 16): 43.9,
            ('m24', 16): 45.9, ('m24', 8): 46.9}
 
 #: The official det/seg checkpoints are mmdet 2.x / mmseg 0.x files whose
-#: backbone holds the multi-scale adapter (``backbone.fpn1-4``); xcit_mm
-#: builds it as a neck. Until a converter maps them, they are not listed as
-#: Weights (their figures still are, as Results). True lists them.
-DENSE_WEIGHTS = False
+#: backbone holds the multi-scale adapter (``backbone.fpn1-4``);
+#: ``xcit2mm.py --config`` maps them onto the configs here
+#: (:mod:`xcit_mm.models.converters.xcit_dense`), so they are listed as
+#: Weights. False leaves them out (their figures stay, as Results).
+DENSE_WEIGHTS = True
 
 COLLECTIONS = {
     'xcit': ('XCiT', ['Cross-Covariance Attention', 'Local Patch '
@@ -289,34 +294,84 @@ def model_entry(cfg_path: str, rel_path: str, folder: str, collection: str,
     return entry
 
 
-def markdown_tables(metafiles) -> str:
-    """Model-zoo tables (one per collection) from the metafile data."""
-    out = []
-    for _, data in metafiles:
-        out.append(f'### {data["Collections"][0]["Name"]}\n')
-        metrics = []
-        for m in data['Models']:
-            for r in m.get('Results', []):
-                for k in r['Metrics']:
-                    if k not in metrics:
-                        metrics.append(k)
-        header = ['config', 'params (M)', 'FLOPs (G)'] + [
-            f'{k} (official)' for k in metrics] + ['weights']
-        out.append('| ' + ' | '.join(header) + ' |')
-        out.append('|' + '---|' * len(header))
-        for m in data['Models']:
-            meta = m['Metadata']
-            values = {k: v for r in m.get('Results', [])
-                      for k, v in r['Metrics'].items()}
-            row = [f'[{m["Name"]}]({m["Config"]})',
-                   f'{meta["Parameters"] / 1e6:.1f}',
-                   f'{meta["FLOPs"] / 1e9:.1f}' if 'FLOPs' in meta else '-']
-            row += [str(values.get(k, '-')) for k in metrics]
-            row.append(f'[official]({m["Weights"]})' if 'Weights' in m
-                       else '-')
-            out.append('| ' + ' | '.join(row) + ' |')
-        out.append('')
-    return '\n'.join(out)
+#: The lines between which --tables writes a task README's model-zoo table.
+TABLE_START = '<!-- model-zoo:start -->'
+TABLE_END = '<!-- model-zoo:end -->'
+
+
+def markdown_table(data: dict, base: str, index_root: str) -> str:
+    """The model-zoo table of one metafile's data; config links relative
+    to the folder ``base`` (the task README's)."""
+    metrics = []
+    for m in data['Models']:
+        for r in m.get('Results', []):
+            for k in r['Metrics']:
+                if k not in metrics:
+                    metrics.append(k)
+    header = ['config', 'params (M)', 'FLOPs (G)'] + [
+        f'{k} (official)' for k in metrics] + ['weights']
+    out = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    for m in data['Models']:
+        meta = m['Metadata']
+        values = {k: v for r in m.get('Results', [])
+                  for k, v in r['Metrics'].items()}
+        link = osp.relpath(osp.join(index_root, m['Config']),
+                           base).replace(osp.sep, '/')
+        row = [f'[{m["Name"]}]({link})',
+               f'{meta["Parameters"] / 1e6:.1f}',
+               f'{meta["FLOPs"] / 1e9:.1f}' if 'FLOPs' in meta else '-']
+        row += [str(values.get(k, '-')) for k in metrics]
+        row.append(f'[official]({m["Weights"]})' if 'Weights' in m else '-')
+        out.append('| ' + ' | '.join(row) + ' |')
+    return '\n'.join(out) + '\n'
+
+
+def write_table(readme: str, table: str) -> bool:
+    """Replace the block between TABLE_START and TABLE_END in ``readme``.
+
+    Returns False (and changes nothing) when the README lacks the markers.
+    """
+    with open(readme) as f:
+        text = f.read()
+    start, end = text.find(TABLE_START), text.find(TABLE_END)
+    if start < 0 or end < start:
+        return False
+    head = text[:start + len(TABLE_START)]
+    new = f'{head}\n{table}{text[end:]}'
+    if new != text:
+        with open(readme, 'w') as f:
+            f.write(new)
+    return True
+
+
+def write_tables(metafiles, index_root: str) -> list:
+    """Rewrite the table of each metafile's task README; returns the
+    READMEs written."""
+    written = []
+    for path, data in metafiles:
+        folder = osp.dirname(path)
+        readme = osp.join(folder, 'README.md')
+        if not osp.exists(readme):
+            print(f'  no {readme}: no table written')
+        elif write_table(readme, markdown_table(data, folder, index_root)):
+            written.append(readme)
+        else:
+            print(f'  {readme} has no {TABLE_START} / {TABLE_END} lines: '
+                  'table not written')
+    return written
+
+
+def tables_from_metafiles(configs_root: str, index_path: str) -> list:
+    """--tables-only: the tables from the metafiles on disk."""
+    index_root = osp.dirname(osp.abspath(index_path))
+    metafiles = []
+    for path in sorted(glob.glob(osp.join(configs_root, '*',
+                                          'metafile.yml'))):
+        with open(path) as f:
+            metafiles.append((path, yaml.safe_load(f)))
+    written = write_tables(metafiles, index_root)
+    print('wrote ' + (', '.join(written) or 'no table'))
+    return written
 
 
 def _represent_ordered(dumper, data):
@@ -332,7 +387,7 @@ def dump_yaml(data, path: str) -> None:
 
 def generate(configs_root: str, index_path: str, with_flops: bool = True,
              keep_going: bool = False, dry_run: bool = False,
-             tables: Optional[str] = None) -> dict:
+             tables: bool = False) -> dict:
     """Write the metafiles and the model index. Returns a summary."""
     flops_fn, reason = flop_counter() if with_flops else (None,
                                                          '--no-flops')
@@ -383,12 +438,10 @@ def generate(configs_root: str, index_path: str, with_flops: bool = True,
             osp.relpath(p, index_root).replace(osp.sep, '/')
             for p, _ in metafiles
         ]), index_path)
-        if tables:
-            with open(tables, 'w') as f:
-                f.write(markdown_tables(metafiles))
+    readmes = write_tables(metafiles, index_root) if tables and \
+        not dry_run else []
     print(('would write ' if dry_run else 'wrote ') + ', '.join(
-        [p for p, _ in metafiles] + [index_path] + ([tables] if tables
-                                                    else [])))
+        [p for p, _ in metafiles] + [index_path] + readmes))
     return dict(metafiles=[p for p, _ in metafiles], failures=failures,
                 flops=flops_fn is not None)
 
@@ -407,14 +460,22 @@ def parse_args(argv=None):
                         help='leave out configs that fail to build')
     parser.add_argument('--dry-run', action='store_true',
                         help='compute and print, write nothing')
-    parser.add_argument('--tables', metavar='FILE.md',
-                        help='also write the README model-zoo tables here')
+    parser.add_argument('--tables', action='store_true',
+                        help='also rewrite the model-zoo table of each '
+                        'configs/<task>/README.md (between its '
+                        f'{TABLE_START} and {TABLE_END} lines)')
+    parser.add_argument('--tables-only', action='store_true',
+                        help='rewrite the README tables from the metafiles '
+                        'on disk; build no model, write no metafile')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     warnings.filterwarnings('ignore', message='pkg_resources is deprecated')
+    if args.tables_only:
+        tables_from_metafiles(args.configs_root, args.index)
+        return 0
     summary = generate(args.configs_root, args.index, not args.no_flops,
                        args.keep_going, args.dry_run, args.tables)
     if summary['failures'] and not args.keep_going:

@@ -2,15 +2,24 @@
 
     python tools/model_converters/xcit2mm.py SRC DST [--backbone-only]
         [--key model_ema]
+    python tools/model_converters/xcit2mm.py SRC DST --config CONFIG
 
 SRC: an official ``.pth`` (weights under ``model``, ``model_ema`` or
 ``state_dict``, or raw), a DINO backbone file, or a timm state dict.
 DST: a checkpoint that mmengine loads into an xcit_mm classifier
 (``backbone.*`` + ``head.fc.*``), or with ``--backbone-only`` into the
 backbone of a Mask R-CNN / UperNet config (no class token, class attention,
-final norm or head). The file is read with ``torch.load(weights_only=True)``;
-the only non-tensor objects accepted are listed in
-``xcit_mm.utils.checkpoint``.
+final norm or head).
+
+With ``--config``, SRC is an official trained detection / segmentation file
+(``maskrcnn_xcit_*.pth``, ``upernet_xcit_*.pth``, ``sem_fpn_xcit_*.pth``)
+and DST the whole model of CONFIG (a config of ``configs/mask_rcnn``,
+``configs/upernet`` or ``configs/sem_fpn`` of the same XCiT size and patch
+size): evaluate it with ``python tools/test.py CONFIG DST``. The model is
+built from CONFIG on the CPU and every tensor must match.
+
+The file is read with ``torch.load(weights_only=True)``; the only non-tensor
+objects accepted are listed in ``xcit_mm.utils.checkpoint``.
 """
 import argparse
 import os
@@ -19,7 +28,8 @@ import sys
 
 import torch
 
-from xcit_mm.models.converters import convert_checkpoint
+from xcit_mm.models.converters import (convert_checkpoint,
+                                       convert_dense_checkpoint)
 from xcit_mm.utils.checkpoint import safe_load
 from xcit_mm.utils.cli import run_cli
 
@@ -28,23 +38,56 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('src', help='official / DINO / timm checkpoint')
     parser.add_argument('dst', help='output xcit_mm checkpoint')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='write the dense-task backbone only (det/seg)')
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument('--backbone-only', action='store_true',
+                      help='write the dense-task backbone only (det/seg)')
+    mode.add_argument('--config', metavar='CONFIG',
+                      help='SRC is an official Mask R-CNN / UperNet / '
+                      'Semantic FPN file: convert it for this config')
     parser.add_argument('--key', default=None,
                         help='wrapper entry to read, e.g. model_ema '
                         '(default: state_dict, model, model_ema, module)')
     return parser.parse_args(argv)
 
 
+def save(obj: dict, dst: str) -> None:
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    tmp = dst + '.tmp'
+    torch.save(obj, tmp)
+    os.replace(tmp, dst)  # never leave a half-written DST
+
+
+def convert_dense(args) -> int:
+    ckpt = safe_load(args.src)
+    state_dict, report = convert_dense_checkpoint(ckpt, args.config,
+                                                  args.key)
+    meta = dict(converted_from=osp.basename(args.src),
+                config=osp.basename(args.config),
+                **{k: v for k, v in report.items() if k != 'dataset_meta'})
+    if report['dataset_meta']:
+        meta['dataset_meta'] = report['dataset_meta']
+    save(dict(state_dict=state_dict, meta=meta), args.dst)
+    print(f'source format: {report["source_format"]}; model: '
+          f'{report["model"]}; backbone: {report["arch"]}')
+    rest = report['converted'] - report['backbone_tensors'] - report[
+        'adapter_tensors']
+    print(f'converted: {report["converted"]} tensors '
+          f'({report["backbone_tensors"]} backbone, '
+          f'{report["adapter_tensors"]} multi-scale adapter, {rest} FPN / '
+          f'heads); missing: {report["missing"]}; unexpected: '
+          f'{report["unexpected"]}')
+    print(f'saved {args.dst}')
+    return 0
+
+
 def convert(args) -> int:
+    if args.config:
+        return convert_dense(args)
     ckpt = safe_load(args.src)
     state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
                                             args.key)
     meta = dict(converted_from=osp.basename(args.src), **report)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save(dict(state_dict=state_dict, meta=meta), tmp)
-    os.replace(tmp, args.dst)  # never leave a half-written DST
+    save(dict(state_dict=state_dict, meta=meta), args.dst)
     arch = report['arch']
     print(f'source format: {report["source_format"]}; arch: '
           f'{arch["arch"]}, patch {arch["patch_size"]}')

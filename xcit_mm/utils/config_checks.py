@@ -20,13 +20,22 @@ without the intended change. :func:`check_cfg_options` accepts a key when
 and otherwise raises :class:`~xcit_mm.utils.errors.ConfigError` with the
 close names. ``--allow-new-keys`` (tools) or ``allow_new_keys=True`` turns
 the check off.
+
+:func:`check_task_stack` stops a detection or segmentation config early
+when mmdet / mmseg cannot run here: the light install
+(``tools/install.sh --light``) has mmcv-lite, without the compiled
+``mmcv.ops`` that both libraries import.
 """
+import importlib
+import importlib.util
 import inspect
 import os.path as osp
 import re
+import sys
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from xcit_mm.utils.errors import ConfigError, MissingFileError
+from xcit_mm.utils.errors import (ConfigError, MissingDependencyError,
+                                  MissingFileError)
 from xcit_mm.utils.suggest import close_names
 
 #: Dicts whose keys are free-form: any new key is accepted.
@@ -263,13 +272,105 @@ def check_checkpoint_paths(cfg: Any, keys: Tuple[str, ...] = ('model', )
                     f', or point the config at it: --cfg-options {key}=PATH.')
 
 
+#: Libraries that import mmcv's compiled ops, and what they run.
+NEEDS_MMCV_OPS = {'mmdet': 'detection', 'mmseg': 'segmentation'}
+
+
+def _scopes_used(cfg: Any) -> List[str]:
+    """The libraries of NEEDS_MMCV_OPS that the config builds from: its
+    ``default_scope`` and every ``type='mmdet.X'`` / ``'mmseg.X'``."""
+    found = []
+    scope = cfg.get('default_scope') if hasattr(cfg, 'get') else None
+    if scope in NEEDS_MMCV_OPS:
+        found.append(scope)
+    stack = [cfg if isinstance(cfg, dict) else dict(cfg.items())]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            t = node.get('type')
+            if isinstance(t, str) and t.split('.')[0] in NEEDS_MMCV_OPS:
+                found.append(t.split('.')[0])
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return list(dict.fromkeys(found))
+
+
+def _install_command() -> str:
+    """``bash tools/install.sh [VENV]`` for the running environment."""
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cmd = 'bash tools/install.sh'
+    in_venv = sys.prefix != getattr(sys, 'base_prefix', sys.prefix)
+    if in_venv and osp.realpath(sys.prefix) != osp.realpath(
+            osp.join(root, '.venv')):
+        cmd += f' {sys.prefix}'
+    return cmd
+
+
+def check_task_stack(cfg: Any, config_name: str = 'The config') -> None:
+    """Raise :class:`MissingDependencyError` when the config needs mmdet
+    or mmseg and they cannot run in this environment.
+
+    Both import ``mmcv.ops``, the compiled part of mmcv that mmcv-lite (the
+    light install) lacks; classification (mmpretrain) never imports it.
+    """
+    scopes = _scopes_used(cfg)
+    if not scopes:
+        return
+    what = ' and '.join(f'{NEEDS_MMCV_OPS[s]} ({s})' for s in scopes)
+    missing = [s for s in scopes if importlib.util.find_spec(s) is None]
+    if missing:
+        raise MissingDependencyError(
+            f'{config_name} runs {what}, but {" and ".join(missing)} '
+            'is not installed in this environment. Install the full tested '
+            f'stack with `{_install_command()}` (run from the repository '
+            'root), or install mmdet 3.3 / mmsegmentation 1.2 and mmcv '
+            '2.1.0 with its compiled ops yourself.')
+    try:
+        importlib.import_module('mmcv.ops')
+        return
+    except ImportError as e:
+        error = e
+    upgrade = _install_command()
+    # mmcv-lite ships mmcv/ops/*.py but not the compiled mmcv._ext
+    if _find_spec('mmcv._ext') is None:
+        raise MissingDependencyError(
+            f'{config_name} runs {what}, which needs mmcv\'s compiled ops '
+            f'(mmcv.ops), and this environment has none ({error}): it is '
+            'the light install (mmcv-lite), which runs classification and '
+            'tools/demo.py only. Upgrade it to the full install with '
+            f'`{upgrade}` (from the repository root; it replaces mmcv-lite '
+            'by mmcv 2.1.0 with its compiled ops, from a cached wheel when '
+            'there is one, else built from source, about 20 minutes on 2 '
+            'cores), then run this command again.')
+    raise MissingDependencyError(
+        f'{config_name} runs {what}, which needs mmcv\'s compiled ops, and '
+        f'mmcv\'s compiled ops are installed but do not load ({error}): '
+        'mmcv was '
+        'probably built for another torch or Python. Reinstall it with '
+        f'`{upgrade}` (from the repository root), which builds mmcv 2.1.0 '
+        'for the installed torch when no matching wheel is cached.')
+
+
+def _find_spec(name: str):
+    """``importlib.util.find_spec`` that returns None when a parent
+    package is missing too."""
+    try:
+        return importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+
+
 def apply_common_args(cfg: Any, args: Any) -> Any:
     """The options ``tools/train.py`` and ``tools/test.py`` share.
 
-    Sets ``cfg.launcher``, merges ``--cfg-options`` after checking their
-    keys (:func:`check_cfg_options`), and sets ``work_dir`` from
-    ``--work-dir``, else ``./work_dirs/<config name>``.
+    First checks that the environment can run the config
+    (:func:`check_task_stack`). Sets ``cfg.launcher``, merges
+    ``--cfg-options`` after checking their keys
+    (:func:`check_cfg_options`), and sets ``work_dir`` from ``--work-dir``,
+    else ``./work_dirs/<config name>``.
     """
+    check_task_stack(cfg, f'The config {args.config}')
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         check_cfg_options(cfg, args.cfg_options, args.allow_new_keys)

@@ -65,6 +65,11 @@ class CheckpointMismatchError(CheckpointError, ValueError):
     or tested."""
 
 
+class MissingDependencyError(XCiTMMError, ImportError):
+    """The environment lacks a library (or its compiled part) that the
+    config needs, e.g. mmcv's ops on the light install."""
+
+
 class NonFiniteLossError(XCiTMMError, FloatingPointError):
     """Training met a NaN or infinite loss (``NonFiniteLossHook``)."""
 
