@@ -92,13 +92,18 @@ def run_tool(args: List[str], timeout: int = 300, cwd: str = REPO,
              **env) -> subprocess.CompletedProcess:
     """``python tools/... args`` (or ``bash tools/...sh args``) as a user
     runs it, in a child process with :func:`tool_env` (``env`` overrides or
-    adds variables). Relative script paths are resolved against REPO, so
-    ``cwd`` may be elsewhere. Output is captured as text; the exit status
-    is not checked (``assert proc.returncode == 0, explain(proc)``)."""
+    adds variables). A relative ``*.py`` first argument is resolved against
+    REPO, so ``cwd`` may be elsewhere; other first arguments (``-c CODE``,
+    ``-m MODULE``) go to the interpreter as they are. Output is captured as
+    text; the exit status is not checked (``assert proc.returncode == 0,
+    explain(proc)``)."""
+    args = list(args)
     if args[0] == 'bash':
-        cmd = list(args)
+        cmd = args
     else:
-        cmd = [sys.executable, osp.join(REPO, args[0]), *args[1:]]
+        if args[0].endswith('.py'):
+            args[0] = osp.join(REPO, args[0])
+        cmd = [sys.executable, *args]
     return subprocess.run(cmd, cwd=cwd, env=tool_env(**env),
                           capture_output=True, text=True, timeout=timeout)
 
