@@ -13,5 +13,13 @@ from tests.utils import (ARCHS, REPO, TINY_ARCH,  # noqa: F401
 
 
 @pytest.fixture
+def mim_metafiles_cached():
+    """The whole test runs inside :func:`tests.utils.cached_mim_metafiles`
+    (also for configs parsed while building a model, e.g. a teacher's)."""
+    with cached_mim_metafiles():
+        yield
+
+
+@pytest.fixture
 def image_folder(tmp_path):
     return make_image_folder(str(tmp_path / 'images'))

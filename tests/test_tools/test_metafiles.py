@@ -13,7 +13,7 @@ import torch
 import yaml
 from mmengine.config import Config
 
-from tests.utils import REPO, load_config, load_tool, write_config
+from tests.utils import REPO, load_tool, write_config
 
 GEN = 'tools/misc/gen_metafiles.py'
 
@@ -22,7 +22,7 @@ def _metafiles():
     return sorted(glob.glob(osp.join(REPO, 'configs', '*', 'metafile.yml')))
 
 
-def test_repo_metafiles():
+def test_repo_metafiles(mim_metafiles_cached):
     gen = load_tool(GEN)
     metafiles = _metafiles()
     assert metafiles, ('no configs/*/metafile.yml: generate them with '
@@ -46,7 +46,7 @@ def test_repo_metafiles():
                         m.get('Converted From', {}).get('Weights')):
                 assert url is None or url.startswith(
                     'https://dl.fbaipublicfiles.com/xcit/'), where
-            cfg = load_config(cfg_path)
+            cfg = Config.fromfile(cfg_path)
             key = (cfg.get('default_scope'), repr(cfg.model))
             if key not in params_by_model:
                 params_by_model[key] = gen.count_params(gen.build_model(cfg))
