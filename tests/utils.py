@@ -147,9 +147,9 @@ def cached_mim_metafiles():
     original = mmengine.config.utils.load
 
     def load(path, *args, **kwargs):
-        if args or kwargs or not str(path).endswith('.yml'):
+        if args or kwargs or not isinstance(path, str):
             return original(path, *args, **kwargs)
-        return _cached_yaml_load(str(path))
+        return _cached_load(path)
 
     mmengine.config.utils.load = load
     try:
@@ -159,7 +159,7 @@ def cached_mim_metafiles():
 
 
 @functools.lru_cache(maxsize=None)
-def _cached_yaml_load(path: str):
+def _cached_load(path: str):
     from mmengine.fileio import load
     return load(path)
 
