@@ -12,7 +12,7 @@ import signal
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH
 
 
 @HOOKS.register_module(name='TestKillBeforeIterHook', force=True)
@@ -119,13 +119,6 @@ def tiny_train_cfg(data_root: str, max_epochs: int = 3,
         log_level='INFO',
     )
 
-
-def write_config(path: str, cfg: dict) -> str:
-    """Write ``cfg`` as a Python config file."""
-    with open(path, 'w') as f:
-        for k, v in cfg.items():
-            f.write(f'{k} = {v!r}\n')
-    return path
 
 
 @HOOKS.register_module(name='TestKillRankOnceHook', force=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.test_tools.data_utils import load_tool
+from tests.utils import load_tool
 from xcit_mm.utils.amp import select_amp_dtype
 
 

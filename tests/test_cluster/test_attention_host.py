@@ -2,7 +2,7 @@
 (the GPU run is in tools/analysis_tools/gpu_check.py)."""
 import torch
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH
 from xcit_mm.models.backbones import XCiT
 from xcit_mm.visualization.attention import compute_attention
 

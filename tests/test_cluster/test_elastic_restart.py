@@ -11,9 +11,8 @@ import subprocess
 
 import torch
 
-from tests.conftest import REPO, make_image_folder
-from tests.faults import tiny_train_cfg, write_config
-from tests.test_tools._utils import tool_env
+from tests.faults import tiny_train_cfg
+from tests.utils import REPO, make_image_folder, tool_env, write_config
 
 MAX_ITERS = 6  # 16 images, 2 processes x batch 4: 2 batches per pass
 

@@ -4,7 +4,7 @@ benchmark.py, which tests/test_tools/test_flops_benchmark_tools.py covers
 on the CPU; it is skipped here for time."""
 import json
 
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import explain, run_tool
 
 
 def test_gpu_check_cpu_mode(tmp_path):

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 
-from tests.test_tools._utils import free_port
+from tests.utils import free_port
 from xcit_mm.utils.errors import ConfigError
 from xcit_mm.utils.launch import setup_cpu_distributed
 

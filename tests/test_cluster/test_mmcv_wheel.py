@@ -6,7 +6,7 @@ import mmcv
 import pytest
 import torch
 
-from tests.test_tools.data_utils import load_tool
+from tests.utils import load_tool
 
 tool = load_tool('tools/misc/mmcv_wheel.py')
 

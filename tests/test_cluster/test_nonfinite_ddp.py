@@ -5,9 +5,9 @@ and neither waits for the other forever. No checkpoint is written."""
 import glob
 import os.path as osp
 
-from tests.conftest import make_image_folder
-from tests.faults import tiny_train_cfg, write_config
-from tests.test_tools._utils import explain, free_port, run_tool
+from tests.faults import tiny_train_cfg
+from tests.utils import (explain, free_port, make_image_folder, run_tool,
+                         write_config)
 
 
 def test_nan_on_one_rank_stops_both(tmp_path):

@@ -13,7 +13,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from tests.conftest import TINY_ARCH, make_image_folder
+from tests.utils import TINY_ARCH, make_image_folder
 
 MAX_ITERS = 5  # 6 images, batch 2: 3 batches per pass
 

@@ -8,14 +8,13 @@ import os.path as osp
 import torch
 from mmengine.registry import init_default_scope
 
-from tests.conftest import REPO, make_ade20k, tiny_dense_config
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import REPO, explain, make_ade, run_tool, tiny_dense_config
 
 CONFIG = 'configs/sem_fpn/fpn_xcit-s12-p16_8xb2-80k_ade20k-512x512.py'
 
 
 def test_tta_with_a_seg_config(tmp_path):
-    data = make_ade20k(str(tmp_path / 'ade' / 'ADEChallengeData2016'),
+    data = make_ade(str(tmp_path / 'ade' / 'ADEChallengeData2016'),
                        num_images=1, num_val=1, size=(48, 64))
     cfg = tiny_dense_config(osp.join(REPO, CONFIG), data_root=data)
     aug = cfg.tta_pipeline[-1]

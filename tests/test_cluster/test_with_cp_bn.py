@@ -4,7 +4,7 @@ checkpointing, and no BN (SyncBN: no collective) runs inside backward."""
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH
 from xcit_mm.models.backbones import XCiT
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from mmengine.registry import DefaultScope
 
-from tests.conftest import REPO, load_config
+from tests.utils import REPO, load_config
 from xcit_mm.models import CrossFormer
 
 #: Published parameter counts (M) of the official models.

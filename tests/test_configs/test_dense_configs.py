@@ -11,8 +11,8 @@ from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.registry import init_default_scope
 from mmseg.registry import MODELS as MMSEG_MODELS
 
-from tests.conftest import REPO, load_config
-from xcit_mm.models import XCiT, XCiTMultiScaleNeck
+from tests.utils import REPO, load_config
+from xcit_mm.models import XCiTMultiScaleNeck
 
 SIZES = {'t12': ('tiny-12', 192), 's12': ('small-12', 384),
          's24': ('small-24', 384), 'm24': ('medium-24', 512)}
@@ -119,7 +119,6 @@ def test_config_recipe_and_build(config):
     registry = MMDET_MODELS if task == 'mask_rcnn' else MMSEG_MODELS
     with torch.device('meta'):
         model = registry.build(cfg.model).eval()
-        assert isinstance(model.backbone, XCiT)
         assert model.backbone.embed_dims == width
         assert model.backbone.out_indices == (
             [3, 5, 7, 11] if arch.endswith('12') else [7, 11, 15, 23])

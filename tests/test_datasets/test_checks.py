@@ -7,7 +7,7 @@ import pytest
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from tests.conftest import make_image_folder
+from tests.utils import make_image_folder
 from xcit_mm.datasets import LoadImageFromFile
 from xcit_mm.datasets.checks import (check_coco_annotations,
                                      check_data_paths, diagnose_datasets)

@@ -9,7 +9,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import TRANSFORMS
 
-from tests.conftest import REPO
+from tests.utils import REPO
 from xcit_mm.datasets.transforms import adjust_hue
 
 N = 160

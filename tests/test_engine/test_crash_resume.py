@@ -26,8 +26,8 @@ import sys
 import pytest
 import torch
 
-from tests.conftest import REPO, make_image_folder
-from tests.faults import tiny_train_cfg, write_config
+from tests.faults import tiny_train_cfg
+from tests.utils import REPO, make_image_folder, write_config
 
 ITERS_PER_EPOCH = 4  # 16 images, batch 4
 KILL_BEFORE = 8      # mid epoch 2; the last iteration checkpoint is iter_6

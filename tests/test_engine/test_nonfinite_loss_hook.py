@@ -8,7 +8,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from tests.conftest import TINY_ARCH, make_image_folder
+from tests.utils import TINY_ARCH, make_image_folder
 from xcit_mm.engine import NonFiniteLossHook
 from xcit_mm.utils.errors import NonFiniteLossError, NonFiniteWeightsError
 

@@ -1,25 +1,14 @@
 """A short training with persistent data-loader workers does not leak
 memory or file descriptors (tools/analysis_tools/check_leaks.py)."""
-import importlib.util
 import os
-import os.path as osp
 
 import pytest
 
-from tests.conftest import REPO
+from tests.utils import load_tool
 from xcit_mm.engine.hooks.resource_monitor_hook import tree_usage
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/proc/self/task'),
                                 reason='reads /proc (Linux)')
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        'check_leaks', osp.join(REPO, 'tools', 'analysis_tools',
-                                'check_leaks.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_tree_usage_sees_children():
@@ -37,7 +26,7 @@ def test_tree_usage_sees_children():
 
 
 def test_persistent_workers_do_not_leak():
-    check_leaks = _script()
+    check_leaks = load_tool('tools/analysis_tools/check_leaks.py')
     # 6 epochs x 4 iterations, 2 persistent workers, sampled at each
     # epoch end; memory after epoch 1 may not grow by more than 64 MiB
     result = check_leaks.measure(epochs=6, num_workers=2)

@@ -6,7 +6,7 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from tests.conftest import TINY_ARCH, make_image_folder
+from tests.utils import TINY_ARCH, make_image_folder
 from xcit_mm.engine.loops import (SkippableBatchSampler, get_rng_state,
                                   set_rng_state)
 

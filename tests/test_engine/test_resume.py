@@ -3,7 +3,7 @@ default), through xcit_mm's safe checkpoint loader."""
 import torch
 from mmengine.runner import Runner
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH
 
 
 def tiny_cls_cfg(data_root: str, work_dir: str, max_epochs: int = 2) -> dict:

@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import make_image_folder
-from tests.test_tools.data_utils import (cls_config, det_config, load_tool,
-                                         make_ade, make_coco, run_tool,
-                                         seg_config, write_config)
+from tests.utils import (cls_config, det_config, load_tool, make_ade,
+                         make_coco, make_image_folder, run_tool, seg_config,
+                         write_config)
 from xcit_mm.utils.checkpoint import safe_load
 
 ATTN = 'tools/analysis_tools/visualize_attention.py'
@@ -33,7 +32,7 @@ def trained(tmp_path_factory):
     work_dir = str(root / 'work')
     config = write_config(str(root / 'tiny_cls.py'),
                           cls_config(data, work_dir))
-    proc = run_tool('tools/train.py', config)
+    proc = run_tool(['tools/train.py', config])
     assert proc.returncode == 0, proc.stderr[-3000:]
     logs = sorted(
         p for p in (root / 'work').glob('*/vis_data/*.json')
@@ -194,7 +193,8 @@ def test_visualize_attention_errors(trained, tmp_path, capsys):
                       '--out-dir', str(tmp_path / 'x'), '--layers', '5']
                      ) == 1
     assert 'out of range' in ' '.join(capsys.readouterr().err.split())
-    # a missing image, a file that is not an image, a corrupt checkpoint
+    # a missing image, a file that is not an image (a corrupt checkpoint:
+    # tests/test_tools/test_bad_input.py)
     assert tool.main([trained['config'], trained['checkpoint'],
                       str(tmp_path / 'none.png'), '--out-dir',
                       str(tmp_path / 'x')]) == 1
@@ -204,11 +204,6 @@ def test_visualize_attention_errors(trained, tmp_path, capsys):
                      ) == 1
     assert 'it is not a decodable image' in ' '.join(
         capsys.readouterr().err.split())
-    bad = tmp_path / 'bad.pth'
-    bad.write_bytes(b'not a checkpoint')
-    assert tool.main([trained['config'], str(bad), image, '--out-dir',
-                      str(tmp_path / 'x')]) == 1
-    assert 'corrupt' in ' '.join(capsys.readouterr().err.split())
     # a config without XCiT
     no_xcit = write_config(str(tmp_path / 'no_xcit.py'),
                            "model = dict(type='ImageClassifier', "
@@ -260,7 +255,7 @@ def test_analyze_logs_iteration_based(trained, tmp_path, capsys):
     work_dir = str(tmp_path / 'work')
     config = write_config(str(tmp_path / 'iters.py'),
                           cls_config(trained['data'], work_dir, iters=4))
-    proc = run_tool('tools/train.py', config)
+    proc = run_tool(['tools/train.py', config])
     assert proc.returncode == 0, proc.stderr[-3000:]
     tool = load_tool(LOGS)
     log = tool.load_json_log(tool.find_json_log(work_dir))
@@ -323,7 +318,8 @@ def test_browse_classification(trained, tmp_path, capsys):
 
 
 def test_browse_detection(tmp_path):
-    data = make_coco(str(tmp_path / 'coco'), num_images=4, size=64)
+    data = make_coco(str(tmp_path / 'coco'), num_images=4, num_val=0,
+                     size=64)
     config = write_config(str(tmp_path / 'det.py'), det_config(data, 64))
     tool = load_tool(BROWSE)
     out = tmp_path / 'det'
@@ -332,12 +328,14 @@ def test_browse_detection(tmp_path):
     grid = read_png(out / 'train_grid_000.png')
     tiles = _tiles(grid, 128)
     assert len(tiles) == 4
-    anns = json.load(open(osp.join(data, 'ann.json')))
+    anns = json.load(open(osp.join(data, 'annotations',
+                                   'instances_train2017.json')))
     for i, tile in enumerate(tiles):
         # the pipeline resizes 64 -> 128 (no flip): compare with the raw
         # image to see the drawn boxes and masks
-        raw = cv2.resize(cv2.imread(osp.join(data, 'images', f'{i}.png')),
-                         (128, 128))
+        raw = cv2.resize(
+            cv2.imread(osp.join(data, 'train2017', f'{i:012d}.jpg')),
+            (128, 128))
         changed = np.abs(tile.astype(int) - raw).max(-1) > 30
         inside = np.zeros_like(changed)
         for a in anns['annotations']:
@@ -349,7 +347,7 @@ def test_browse_detection(tmp_path):
 
 
 def test_browse_segmentation(tmp_path):
-    data = make_ade(str(tmp_path / 'ade'), num_images=2, size=64)
+    data = make_ade(str(tmp_path / 'ade'), num_images=2, num_val=0, size=64)
     config = write_config(str(tmp_path / 'seg.py'), seg_config(data, 64))
     tool = load_tool(BROWSE)
     out = tmp_path / 'seg'
@@ -363,20 +361,20 @@ def test_browse_segmentation(tmp_path):
         name = f'ADE_train_{i:08d}'
         raw = cv2.resize(
             cv2.imread(osp.join(data, 'images', 'training', name + '.jpg')),
-            (128, 128))
+            (128, 128)).astype(float)
         seg = cv2.imread(
             osp.join(data, 'annotations', 'training', name + '.png'), 0)
-        # a pixel just inside the square's corner (ADE label 13 = person,
-        # index 12 after reduce_zero_label): SegLocalVisualizer blends
-        # 0.2 * image + 0.8 * palette colour
-        ys, xs = np.nonzero(seg == 13)
-        y, x = 2 * ys.min() + 3, 2 * xs.min() + 3
-        if seg[ys.min() + 1, xs.min() + 1] != 13:  # the disk covers it
-            ys, xs = np.nonzero(seg == 21)  # car, index 20
-            y, x = 2 * int(np.median(ys)) + 2, 2 * xs.min() + 4
-            color = palette[20]
-        else:
-            color = palette[12]
-        expected = 0.2 * raw[y, x] + 0.8 * np.array(color[::-1])  # BGR
-        assert np.abs(tile[y, x].astype(float) - expected).max() < 25, (
-            tile[y, x], expected)
+        # SegLocalVisualizer blends 0.2 * image + 0.8 * the palette colour
+        # of the label (ADE label v is class v - 1 after reduce_zero_label;
+        # 0 is ignored: no colour). Compared away from region borders (the
+        # 2x resize), on most pixels (class names are written on top).
+        seg2 = cv2.resize(seg, (128, 128), interpolation=cv2.INTER_NEAREST)
+        for v in np.unique(seg):
+            inside = cv2.erode((seg2 == v).astype(np.uint8),
+                               np.ones((5, 5), np.uint8)).astype(bool)
+            if inside.sum() < 20:
+                continue
+            color = np.array(palette[v - 1][::-1]) if v else 0  # BGR
+            expected = 0.2 * raw[inside] + 0.8 * color
+            close = np.abs(tile[inside] - expected).max(-1) < 25
+            assert close.mean() > 0.6, (v, close.mean())  # wrong: < 0.01

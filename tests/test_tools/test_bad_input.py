@@ -4,28 +4,18 @@ on stderr, exit status 1, no traceback.
 The tools' ``main`` runs in-process (the same code path as the command
 line); ``test_command_line_prints_no_traceback`` runs one real subprocess.
 """
-import importlib.util
 import os
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO, make_image_folder
-from tests.faults import tiny_train_cfg, write_config
+from tests.faults import tiny_train_cfg
+from tests.utils import (REPO, RunsCode, load_tool, make_image_folder,
+                         run_tool, write_config)
 
 
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'xcit_mm_tool_{name}', osp.join(REPO, 'tools', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TRAIN, TEST = _tool('train'), _tool('test')
+TRAIN, TEST = load_tool('tools/train.py'), load_tool('tools/test.py')
 
 
 @pytest.fixture(scope='module')
@@ -65,7 +55,7 @@ def _fails(capsys, tool, argv, *expected):
     # (an mmengine logger left from an earlier test may hold a stream that
     # pytest closed: that '--- Logging error ---' is the test's, not ours)
     assert err.count('Traceback') == err.count('--- Logging error ---')
-    err = err[err.index(f'{tool.__name__[13:]}.py: error:'):]
+    err = err[err.index(f'{osp.basename(tool.__file__)}: error:'):]
     flat = ' '.join(err.split())
     print(flat)  # (pytest -s shows every message)
     for text in expected:
@@ -117,6 +107,25 @@ def test_missing_dataset_folder_and_annotation_file(tmp_path, data, capsys):
                           'x.pth'], 'CHECKPOINT x.pth does not exist')
 
 
+def test_real_configs_without_imagenet_or_load_from(tmp_path, capsys):
+    """The shipped ImageNet configs, as a user first runs them: no data,
+    or no distilled 224 px checkpoint to fine-tune at 384 px from."""
+    missing = str(tmp_path / 'no_imagenet')
+    work = tmp_path / 'work'
+    _fails(capsys, TRAIN, [
+        osp.join(REPO, 'configs/xcit/xcit-n12-p16_in1k.py'), '--work-dir',
+        str(work), '--cfg-options',
+        f'train_dataloader.dataset.data_root={missing}'
+    ], f"ImageNet data not found: '{missing}/train' does not exist",
+        'n01440764')
+    _fails(capsys, TRAIN, [
+        osp.join(REPO, 'configs/xcit/xcit-n12-p16_in1k-dist-384px.py'),
+        '--work-dir', str(work)
+    ], "load_from checkpoint 'work_dirs/xcit-n12-p16_in1k-dist/",
+        '--cfg-options load_from=PATH')
+    assert not list(work.glob('*.pth'))
+
+
 def test_malformed_coco_json(tmp_path, capsys):
     ann = tmp_path / 'instances.json'
     ann.write_text('{"images": [{"id": 1, "file_name": "a.jpg", "width": 4,'
@@ -155,15 +164,15 @@ def _checkpoint_of(model_cfg, path):
 
 
 def test_truncated_checkpoint(tmp_path, data, capsys):
+    """The tools' side of the loader's CheckpointError (the loader itself:
+    tests/test_utils/test_checkpoint.py)."""
     cfg = _config(tmp_path, data)
     good = _checkpoint_of(tiny_train_cfg(data)['model'], tmp_path / 'ok.pth')
     raw = open(good, 'rb').read()
     (tmp_path / 'cut.pth').write_bytes(raw[:len(raw) // 3])
     _fails(capsys, TEST, [cfg, str(tmp_path / 'cut.pth'), '--work-dir',
-                          str(tmp_path / 'w')], 'truncated or corrupt')
-    _fails(capsys, TRAIN, _train(tmp_path, cfg, '--resume',
-                                 str(tmp_path / 'cut.pth')),
-           'truncated or corrupt')
+                          str(tmp_path / 'w')], 'truncated or corrupt',
+           'cut.pth')
 
 
 def test_checkpoint_of_another_model(tmp_path, data, capsys):
@@ -195,7 +204,7 @@ def test_misspelled_type(tmp_path, data, capsys):
            "Did you mean 'LinearClsHead'")
 
 
-def test_missing_pretrained_or_teacher_checkpoint(tmp_path, data, capsys):
+def test_missing_pretrained_checkpoint(tmp_path, data, capsys):
     cfg = _config(tmp_path, data, model__backbone__init_cfg=dict(
         type='Pretrained', checkpoint=str(tmp_path / 'xcit_s12.pth')))
     _fails(capsys, TRAIN, _train(tmp_path, cfg),
@@ -248,26 +257,19 @@ def test_empty_or_unreadable_image(tmp_path, capsys):
     assert osp.isfile(tmp_path / 'work' / 'epoch_1.pth')
 
 
-class _RunsCode:
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
-
-
-def test_crafted_pickle_refused_by_test_and_resume(tmp_path, data, capsys):
+def test_crafted_pickle_refused_by_test_and_auto_resume(tmp_path, data,
+                                                        capsys):
+    """The tools' side of the loader's refusal (the loader itself:
+    tests/test_utils/test_checkpoint.py)."""
     cfg = _config(tmp_path, data)
     marker = tmp_path / 'pwned'
     evil = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': {'epoch': 0, 'iter': 0},
-                'x': _RunsCode(marker)}, evil)
+                'x': RunsCode(marker)}, evil)
     _fails(capsys, TEST, [cfg, str(evil), '--work-dir', str(tmp_path / 'w')],
            'Refused to load', 'system')
-    _fails(capsys, TRAIN, _train(tmp_path, cfg, '--resume', str(evil)),
-           'Refused to load')
-    # --resume (auto) meets it as the latest checkpoint of the work dir
+    # --resume (auto) meets it as the latest checkpoint of the work dir,
+    # through the resume-checkpoint search
     work = tmp_path / 'work'
     work.mkdir(exist_ok=True)
     os.replace(evil, work / 'iter_1.pth')
@@ -289,11 +291,8 @@ def test_missing_config_and_bug_keeps_traceback(tmp_path, capsys):
 
 def test_command_line_prints_no_traceback(tmp_path, data):
     cfg = _config(tmp_path, data)
-    env = dict(os.environ, PYTHONPATH=REPO)
-    proc = subprocess.run(
-        [sys.executable, 'tools/train.py', cfg, '--work-dir',
-         str(tmp_path / 'w'), '--cfg-options', 'model.backbone.type=XCiTT'],
-        cwd=REPO, env=env, capture_output=True, text=True)
+    proc = run_tool(['tools/train.py', cfg, '--work-dir', str(tmp_path / 'w'),
+                     '--cfg-options', 'model.backbone.type=XCiTT'])
     assert proc.returncode == 1
     assert 'Traceback' not in proc.stderr
     assert "train.py: error: Unknown type 'XCiTT'" in proc.stderr

@@ -5,16 +5,15 @@ initialised from an official-layout ImageNet file converted with
 evaluated by mmdet's CocoMetric / mmseg's IoUMetric on tiny data, then
 tested from the checkpoint."""
 import glob
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
-from tests.conftest import (REPO, make_ade20k, make_coco_instance,
-                            tiny_dense_config)
 from tests.test_tools.test_dense_e2e import (check_metrics, last_metrics,
-                                             run_tool)
+                                             run_ok)
+from tests.utils import (REPO, load_tool, make_ade, make_coco,
+                         tiny_dense_config)
 from xcit_mm.models import CrossFormer
 
 TINY = dict(arch=dict(embed_dims=16, depths=(1, 1, 2, 1),
@@ -40,14 +39,10 @@ def data(tmp_path_factory):
         'head.weight': torch.randn(10, 128), 'head.bias': torch.zeros(10)})
     src, dst = str(root / 'official.pth'), str(root / 'tiny_backbone.pth')
     torch.save(dict(model=sd, epoch=300), src)
-    spec = importlib.util.spec_from_file_location(
-        'crossformer2mm',
-        osp.join(REPO, 'tools', 'model_converters', 'crossformer2mm.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('tools/model_converters/crossformer2mm.py')
     assert tool.main([src, dst, '--backbone-only']) == 0
-    return dict(coco=make_coco_instance(str(root / 'coco')) + '/',
-                ade=make_ade20k(str(root / 'ade' / 'ADEChallengeData2016')),
+    return dict(coco=make_coco(str(root / 'coco')) + '/',
+                ade=make_ade(str(root / 'ade' / 'ADEChallengeData2016')),
                 ckpt=dst, n_tensors=len(sd) - 4)
 
 
@@ -60,7 +55,7 @@ def test_train_then_test(task, data, tmp_path):
     cfg_file = str(tmp_path / osp.basename(config))
     cfg.dump(cfg_file)
     work = str(tmp_path / 'train')
-    run_tool('tools/train.py', cfg_file, '--work-dir', work)
+    run_ok('tools/train.py', cfg_file, '--work-dir', work)
     log = open(glob.glob(f'{work}/*/*.log')[0]).read()
     assert (f'Loaded pretrained CrossFormer from {data["ckpt"]}: '
             f'format=backbone, loaded={data["n_tensors"]}, missing=0, '
@@ -68,8 +63,8 @@ def test_train_then_test(task, data, tmp_path):
     val = last_metrics(glob.glob(f'{work}/*/vis_data/scalars.json'), keys)
     check_metrics(val, keys)
     test_dir = str(tmp_path / 'test')
-    run_tool('tools/test.py', cfg_file, osp.join(work, ckpt_name),
-             '--work-dir', test_dir)
+    run_ok('tools/test.py', cfg_file, osp.join(work, ckpt_name),
+           '--work-dir', test_dir)
     test = last_metrics(glob.glob(f'{test_dir}/*/*.json'), keys)
     for key in keys:
         assert test[key] == pytest.approx(val[key], abs=1e-6), key

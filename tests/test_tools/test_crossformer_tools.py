@@ -2,7 +2,7 @@
 FLOPs of CrossFormer-S; a detector), visualize_attention's refusal."""
 import os.path as osp
 
-from tests.test_tools.data_utils import REPO, load_tool
+from tests.utils import REPO, load_tool
 
 
 def test_get_flops_crossformer_s_is_the_published_4_9g():

@@ -3,17 +3,15 @@ through the tools) in a shortened run."""
 import json
 import os
 import os.path as osp
-import runpy
 
-from tests.conftest import REPO
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import explain, load_tool, run_tool
 
-demo = runpy.run_path(osp.join(REPO, 'tools', 'demo.py'))
+demo = load_tool('tools/demo.py')
 
 
 def test_prepare_digits_split_is_deterministic_and_skipped_once_done(
         tmp_path, capsys):
-    root = demo['prepare_digits'](str(tmp_path / 'digits'))
+    root = demo.prepare_digits(str(tmp_path / 'digits'))
     counts = {}
     for split in ('train', 'val'):
         classes = sorted(os.listdir(osp.join(root, split)))
@@ -32,7 +30,7 @@ def test_prepare_digits_split_is_deterministic_and_skipped_once_done(
     with open(osp.join(root, 'prepared.json')) as f:
         assert json.load(f)['counts'] == dict(train=1437, val=360)
     capsys.readouterr()
-    demo['prepare_digits'](root)
+    demo.prepare_digits(root)
     assert 'already prepared' in capsys.readouterr().out
 
 

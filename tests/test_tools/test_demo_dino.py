@@ -2,7 +2,7 @@
 DINO pre-training, k-NN after) in a shortened run through the tools."""
 import os.path as osp
 
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import explain, run_tool
 
 
 def test_dino_demo_end_to_end_shortened(tmp_path):

@@ -1,6 +1,6 @@
 """tools/train.py and tools/test.py end to end on the three dense tasks.
 
-Each real config is made tiny (:func:`tests.conftest.tiny_dense_config`:
+Each real config is made tiny (:func:`tests.utils.tiny_dense_config`:
 tiny XCiT initialised from a ``--backbone-only`` converted timm checkpoint,
 small images, same pipeline, model and evaluator types), trained for 2
 iterations with an evaluation by mmdet's CocoMetric (bbox and segm, through
@@ -10,18 +10,14 @@ then tested from the saved checkpoint with ``--out`` and ``--show-dir``.
 import glob
 import json
 import math
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
-import time
 
 import pytest
 from mmengine.fileio import load
 
-from tests.conftest import (REPO, convert_tiny_timm_backbone, make_ade20k,
-                            make_coco_instance, tiny_dense_config)
+from tests.utils import (REPO, convert_tiny_timm_backbone, explain, make_ade,
+                         make_coco, run_tool, tiny_dense_config)
 
 TASKS = {
     # name: (config, patch, data, metric keys, checkpoint after training)
@@ -41,25 +37,16 @@ TASKS = {
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp('dense_data')
     return dict(
-        coco=make_coco_instance(str(root / 'coco')) + '/',
-        ade=make_ade20k(str(root / 'ade' / 'ADEChallengeData2016')),
+        coco=make_coco(str(root / 'coco')) + '/',
+        ade=make_ade(str(root / 'ade' / 'ADEChallengeData2016')),
         ckpt={p: str(root / f'tiny-p{p}_backbone.pth') for p in (16, 8)},
         tensors={p: convert_tiny_timm_backbone(
             str(root / f'tiny-p{p}_backbone.pth'), p) for p in (16, 8)})
 
 
-def run_tool(*args) -> float:
-    """Run a tool as a user would; return its wall time."""
-    env = dict(os.environ, PYTHONPATH=REPO)
-    # one OpenMP thread: these tiny models gain nothing from more, and on a
-    # busy machine spinning OpenMP threads make a step ~20x slower
-    env.setdefault('OMP_NUM_THREADS', '1')
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=600)
-    seconds = time.perf_counter() - start
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    return seconds
+def run_ok(*args) -> None:
+    proc = run_tool(list(args), timeout=600)
+    assert proc.returncode == 0, explain(proc)
 
 
 def last_metrics(json_files, keys) -> dict:
@@ -87,7 +74,7 @@ def test_train_then_test(task, data, tmp_path):
     cfg.dump(cfg_file)
 
     work = str(tmp_path / 'train')
-    t_train = run_tool('tools/train.py', cfg_file, '--work-dir', work)
+    run_ok('tools/train.py', cfg_file, '--work-dir', work)
     log, = glob.glob(f'{work}/*/*.log')
     log = open(log).read()
     # the backbone was initialised from the converted checkpoint, fully
@@ -101,9 +88,8 @@ def test_train_then_test(task, data, tmp_path):
 
     test_dir = str(tmp_path / 'test')
     preds, show = str(tmp_path / 'preds.pkl'), str(tmp_path / 'show')
-    t_test = run_tool('tools/test.py', cfg_file, osp.join(work, ckpt_name),
-                      '--work-dir', test_dir, '--out', preds, '--show-dir',
-                      show)
+    run_ok('tools/test.py', cfg_file, osp.join(work, ckpt_name), '--work-dir',
+           test_dir, '--out', preds, '--show-dir', show)
     test = last_metrics(glob.glob(f'{test_dir}/*/*.json'), keys)
     check_metrics(test, keys)
     # the checkpoint holds the model that was evaluated after training
@@ -119,4 +105,3 @@ def test_train_then_test(task, data, tmp_path):
     drawn = [f for f in glob.glob(f'{show}/**/*', recursive=True)
              if f.endswith(('.jpg', '.png'))]
     assert len(drawn) == 2
-    print(f'\n{task}: train.py {t_train:.1f} s, test.py {t_test:.1f} s')

@@ -1,9 +1,8 @@
 """tools/dist_train.sh: 2 processes on the CPU (gloo) through torchrun."""
 import os.path as osp
 
-from tests.conftest import make_split_folders
-from tests.test_tools._utils import explain, free_port, run_tool
 from tests.test_tools.test_train_test import TINY
+from tests.utils import explain, free_port, make_split_folders, run_tool
 from xcit_mm.utils import safe_load
 
 

@@ -15,10 +15,8 @@ import pytest
 import torch
 from mmengine.config import Config, ConfigDict
 
-from tests.conftest import (REPO, load_config, make_split_folders,
-                            tiny_dense_config)
-from tests.test_tools._utils import explain, run_tool
-from tests.test_tools.data_utils import load_tool
+from tests.utils import (REPO, explain, load_config, load_tool,
+                         make_split_folders, run_tool, tiny_dense_config)
 from xcit_mm.utils.config_checks import check_cfg_options
 from xcit_mm.utils.errors import ConfigError, ImageLoadError
 
@@ -301,8 +299,8 @@ def test_demo_config_under_mmpretrain_train_py(tmp_path):
 
 
 def test_dense_config_under_mmseg_train_py(tmp_path):
-    from tests.conftest import make_ade20k
-    data = make_ade20k(str(tmp_path / 'ade' / 'ADEChallengeData2016'))
+    from tests.utils import make_ade
+    data = make_ade(str(tmp_path / 'ade' / 'ADEChallengeData2016'))
     cfg = tiny_dense_config(osp.join(
         REPO, 'configs/sem_fpn/fpn_xcit-t12-p16_8xb2-80k_ade20k-512x512.py'),
         data_root=data)
@@ -311,8 +309,8 @@ def test_dense_config_under_mmseg_train_py(tmp_path):
 
 
 def test_dense_config_under_mmdet_train_py(tmp_path):
-    from tests.conftest import make_coco_instance
-    data = make_coco_instance(str(tmp_path / 'coco')) + '/'
+    from tests.utils import make_coco
+    data = make_coco(str(tmp_path / 'coco')) + '/'
     cfg = tiny_dense_config(osp.join(
         REPO, 'configs/mask_rcnn/mask-rcnn_xcit-t12-p16_fpn_1x_coco.py'),
         data_root=data)

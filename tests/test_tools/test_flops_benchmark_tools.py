@@ -1,29 +1,15 @@
 """tools/analysis_tools: get_flops on classification / segmentation /
 detection configs, and a CI-sized run of the benchmark."""
-import importlib.util
 import json
-import os
-import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
 from tests.test_utils.test_flops import xcit_flops_by_hand
+from tests.utils import REPO, load_tool, run_tool
 
 BASE_MODEL = f'{REPO}/configs/_base_/models/xcit-s12-p16.py'
 TINY = 'dict(_delete_=True, embed_dims=32, depth=4, num_heads=2)'
-ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep +
-           os.environ.get('PYTHONPATH', ''))
-
-
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        name, f'{REPO}/tools/analysis_tools/{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+GET_FLOPS = 'tools/analysis_tools/get_flops.py'
 
 
 def _write(path, text):
@@ -42,7 +28,7 @@ model = dict(backbone=dict(arch={TINY}), head=dict(in_channels=32,
 
 
 def test_get_flops_classifier_equals_hand_count(classifier_cfg):
-    tool = _load_tool('get_flops')
+    tool = load_tool(GET_FLOPS)
     r = tool.get_flops(classifier_cfg, (64, 96))
     assert r['kind'] == 'classifier' and r['scope'] == 'mmpretrain'
     # backbone by hand + the linear head (32 -> 10)
@@ -54,7 +40,7 @@ def test_get_flops_classifier_equals_hand_count(classifier_cfg):
 
 
 def test_get_flops_dense_configs(tmp_path):
-    tool = _load_tool('get_flops')
+    tool = load_tool(GET_FLOPS)
     backbone = (f"backbone=dict(_delete_=True, type='xcit_mm.XCiT', "
                 f"arch={TINY}, out_type='featmap', out_indices=[0, 1, 2, 3])")
     seg = _write(
@@ -87,10 +73,8 @@ model = dict({backbone},
 
 def test_get_flops_cli(classifier_cfg, tmp_path):
     out = tmp_path / 'flops.json'
-    proc = subprocess.run(
-        [sys.executable, f'{REPO}/tools/analysis_tools/get_flops.py',
-         classifier_cfg, '--shape', '64', '96', '--json', str(out)],
-        capture_output=True, text=True, env=ENV, cwd=str(tmp_path))
+    proc = run_tool([GET_FLOPS, classifier_cfg, '--shape', '64', '96',
+                     '--json', str(out)], cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     assert 'attention matmuls' in proc.stdout
     assert 'backbone + neck + head' in proc.stdout
@@ -100,7 +84,7 @@ def test_get_flops_cli(classifier_cfg, tmp_path):
 
 
 def test_get_flops_errors(tmp_path, capsys):
-    tool = _load_tool('get_flops')
+    tool = load_tool(GET_FLOPS)
     assert tool.main([str(tmp_path / 'missing.py')]) == 1
     assert 'missing.py does not exist' in ' '.join(
         capsys.readouterr().err.split())
@@ -113,13 +97,13 @@ def test_get_flops_errors(tmp_path, capsys):
 
 def test_benchmark_smoke(tmp_path):
     out = tmp_path / 'bench.json'
-    proc = subprocess.run(
-        [sys.executable, f'{REPO}/tools/analysis_tools/benchmark.py',
-         '--mode', 'all', '--device', 'cpu', '--arch', '32,2,2',
-         '--img-size', '32', '--batch', '2', '--warmup', '1', '--iters', '2',
-         '--sizes', '32', '64', '--scaling-iters', '1', '--threads', '1',
-         '--vit', 'deit_tiny_patch16_224', '--json', str(out)],
-        capture_output=True, text=True, env=ENV, cwd=str(tmp_path))
+    proc = run_tool([
+        'tools/analysis_tools/benchmark.py', '--mode', 'all', '--device',
+        'cpu', '--arch', '32,2,2', '--img-size', '32', '--batch', '2',
+        '--warmup', '1', '--iters', '2', '--sizes', '32', '64',
+        '--scaling-iters', '1', '--threads', '1', '--vit',
+        'deit_tiny_patch16_224', '--json', str(out)
+    ], cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in ('| timm | train |', '| xcit_mm | train |',
                  '| timm | infer |', '| xcit_mm | infer |', 'Scaling',
@@ -144,4 +128,3 @@ def test_benchmark_smoke(tmp_path):
         assert v['ms'] > 0 and v['cpu_ms'] > 0
         if v.get('peak_mib') is not None:
             assert 0 <= v['activation_mib'] <= v['peak_mib']
-    assert osp.isfile(out)

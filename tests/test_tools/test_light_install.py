@@ -12,8 +12,7 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from tests.conftest import REPO
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import REPO, explain, run_tool
 from xcit_mm.utils.config_checks import check_task_stack
 from xcit_mm.utils.errors import MissingDependencyError
 

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from tests.test_tools.data_utils import REPO
+from tests.utils import REPO
 
 #: Top-level entries that are not part of the source tree.
 NOT_SOURCE = {'.git', '.venv', 'build', 'dist', 'work_dirs', 'data',

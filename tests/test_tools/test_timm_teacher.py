@@ -1,19 +1,15 @@
 """tools/model_converters/timm_teacher.py: a timm checkpoint (DeiT-style
 ``model`` wrapper) becomes a teacher checkpoint that DistillImageClassifier
 loads."""
-import os.path as osp
-import runpy
-
 import pytest
 import timm
 import torch
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
-from tests.conftest import REPO, TINY_ARCH, tiny_teacher_cfg
+from tests.utils import TINY_ARCH, load_tool, tiny_teacher_cfg
 
-converter = runpy.run_path(
-    osp.join(REPO, 'tools', 'model_converters', 'timm_teacher.py'))
+converter = load_tool('tools/model_converters/timm_teacher.py')
 
 
 def test_convert_local_timm_file_and_load_as_teacher(tmp_path):
@@ -21,7 +17,7 @@ def test_convert_local_timm_file_and_load_as_teacher(tmp_path):
     src = str(tmp_path / 'deit_style.pth')
     torch.save(dict(model=src_model.state_dict()), src)
     out = str(tmp_path / 'teacher.pth')
-    converter['main'](['test_resnet', out, '--src', src,
+    converter.main(['test_resnet', out, '--src', src,
                        '--num-classes', '3'])
 
     init_default_scope('mmpretrain')
@@ -41,5 +37,5 @@ def test_wrong_classes_are_refused(tmp_path):
     torch.save(timm.create_model('test_resnet', num_classes=3).state_dict(),
                src)
     with pytest.raises(SystemExit, match='do not fit timm'):
-        converter['main'](['test_resnet', str(tmp_path / 'o.pth'), '--src',
+        converter.main(['test_resnet', str(tmp_path / 'o.pth'), '--src',
                            src, '--num-classes', '4'])

@@ -1,13 +1,12 @@
 """tools/train.py then tools/test.py, as subprocesses, on tiny generated
 data: the demo config and a distillation config with a tiny teacher."""
-import glob
 import os.path as osp
 import pickle
 
 import torch
 
-from tests.conftest import REPO, make_split_folders, tiny_teacher_cfg
-from tests.test_tools._utils import explain, run_tool
+from tests.utils import (REPO, explain, make_split_folders, run_tool,
+                         tiny_teacher_cfg)
 from xcit_mm.utils import safe_load
 
 TINY = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.depth=2',
@@ -114,32 +113,3 @@ def test_distillation_run_with_tiny_teacher(tmp_path):
                      'model.teacher_ckpt=None'])
     assert proc.returncode == 0, explain(proc)
     assert 'accuracy/top1' in proc.stdout + proc.stderr
-
-
-def test_missing_imagenet_fails_with_instructions(tmp_path):
-    missing = str(tmp_path / 'no_imagenet')
-    proc = run_tool([
-        'tools/train.py', 'configs/xcit/xcit-n12-p16_in1k.py', '--work-dir',
-        str(tmp_path / 'work'), '--cfg-options',
-        f'train_dataloader.dataset.data_root={missing}'
-    ])
-    assert proc.returncode == 1, explain(proc)
-    # the message is wrapped to the terminal: compare it with spaces joined
-    message = ' '.join(proc.stderr.split())
-    assert f"ImageNet data not found: '{missing}/train' does not exist" \
-        in message
-    assert 'n01440764' in proc.stderr
-    assert 'Traceback' not in proc.stderr
-    assert not glob.glob(str(tmp_path / 'work' / '*.pth'))
-
-
-def test_missing_load_from_fails_early(tmp_path):
-    proc = run_tool([
-        'tools/train.py', 'configs/xcit/xcit-n12-p16_in1k-dist-384px.py',
-        '--work-dir', str(tmp_path / 'work')
-    ])
-    assert proc.returncode == 1, explain(proc)
-    message = ' '.join(proc.stderr.split())
-    assert "load_from checkpoint 'work_dirs/xcit-n12-p16_in1k-dist/" \
-        in message and '--cfg-options load_from=PATH' in message
-    assert 'Traceback' not in proc.stderr

@@ -22,9 +22,8 @@ import re
 import pytest
 import torch
 
-from tests.conftest import (REPO, make_ade20k, make_coco_instance,
-                            randomize_, tiny_dense_config)
-from tests.test_tools.data_utils import load_tool
+from tests.utils import (REPO, load_tool, make_ade, make_coco, randomize_,
+                         tiny_dense_config)
 from xcit_mm.models.converters import (build_model_from_config,
                                        convert_dense_checkpoint)
 from xcit_mm.models.backbones import XCiT
@@ -124,8 +123,8 @@ def setups(tmp_path_factory):
     """Per task: the tiny config file, its model (random weights) and the
     official-layout checkpoint file of that model."""
     root = tmp_path_factory.mktemp('dense_convert')
-    data = dict(coco=make_coco_instance(str(root / 'coco')) + '/',
-                ade=make_ade20k(str(root / 'ade' / 'ADEChallengeData2016')))
+    data = dict(coco=make_coco(str(root / 'coco')) + '/',
+                ade=make_ade(str(root / 'ade' / 'ADEChallengeData2016')))
     out = {}
     torch.set_num_threads(1)
     for i, (task, (config, dataset, *_)) in enumerate(TASKS.items()):

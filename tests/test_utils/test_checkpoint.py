@@ -1,30 +1,21 @@
 """The one safe checkpoint loader: allow-list, refusal, corrupt files."""
 import argparse
-import os
 
 import numpy as np
 import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
+from tests.utils import RunsCode
 from xcit_mm.utils.checkpoint import safe_load
-from xcit_mm.utils.errors import CheckpointError, UnsafeCheckpointError
-
-
-class _RunsCode:
-    """Unpickling this calls os.system: the classic malicious checkpoint."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f'touch {self.marker}', ))
+from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
+                                  UnsafeCheckpointError)
 
 
 def test_refuses_code_execution(tmp_path):
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pth'
-    torch.save({'state_dict': {}, 'x': _RunsCode(marker)}, path)
+    torch.save({'state_dict': {}, 'x': RunsCode(marker)}, path)
     with pytest.raises(UnsafeCheckpointError, match='system'):
         safe_load(path)
     # mmengine's own loading goes through the same helper
@@ -71,14 +62,11 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match='does not exist'):
+    with pytest.raises(MissingFileError, match='nope.pth.* does not exist'):
         safe_load(tmp_path / 'nope.pth')
-
-
-def test_mmengine_local_scheme_is_ours():
-    import xcit_mm  # noqa: F401
-    from xcit_mm.utils.checkpoint import _load_from_local
-    assert CheckpointLoader._schemes[''] is _load_from_local
+    # mmengine's loading goes through the same helper
+    with pytest.raises(MissingFileError, match='nope.pth'):
+        load_checkpoint(torch.nn.Linear(1, 1), str(tmp_path / 'nope.pth'))
 
 
 def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
@@ -95,7 +83,7 @@ def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
                 'message_hub': {'h': HistoryBuffer([1., 2.], [1, 1])}},
                served / 'ok.pth')
     marker = tmp_path / 'pwned'
-    torch.save({'x': _RunsCode(marker)}, served / 'evil.pth')
+    torch.save({'x': RunsCode(marker)}, served / 'evil.pth')
     handler = functools.partial(http.server.SimpleHTTPRequestHandler,
                                 directory=str(served))
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)

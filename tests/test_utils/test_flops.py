@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH
 from xcit_mm.models import XCiT
 from xcit_mm.utils import get_model_complexity
 

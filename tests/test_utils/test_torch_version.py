@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.utils import REPO
 
 OLD = ('import torch; torch.__version__ = {v!r}; import xcit_mm; '
        'print("imported")')

@@ -25,7 +25,8 @@ from typing import Any, Iterator, List
 import numpy as np
 import torch
 
-from xcit_mm.utils.errors import CheckpointError, UnsafeCheckpointError
+from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
+                                  UnsafeCheckpointError)
 
 
 def _numpy_globals() -> List[Any]:
@@ -108,14 +109,17 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
     """Load a checkpoint with ``weights_only=True`` and the allow-list.
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        MissingFileError: the file does not exist (a FileNotFoundError).
         UnsafeCheckpointError: the file pickles something outside the
             allow-list (it is refused, nothing in it runs).
         CheckpointError: the file is truncated or not a checkpoint.
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint {filename!r} does not exist.')
+        raise MissingFileError(
+            f'Checkpoint {filename!r} does not exist. Check the path (it is '
+            'relative to the directory you run from), or download or '
+            'convert the checkpoint first.')
     with _allow_listed(filename):
         return torch.load(filename, map_location=map_location,
                           weights_only=True)
@@ -123,8 +127,6 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
 
 def _load_from_local(filename: str, map_location=None) -> Any:
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'{filename} can not be found.')
     return safe_load(filename, map_location)
 
 

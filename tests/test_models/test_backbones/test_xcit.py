@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
-from tests.conftest import (ARCHS, REPO, TINY_ARCH, randomize_,
+from tests.utils import (ARCHS, REPO, TINY_ARCH, randomize_,
                             relative_error, timm_name)
 from xcit_mm.models import XCiT
 from xcit_mm.models.backbones import resolve_arch
@@ -27,17 +27,6 @@ def build_classifier(arch: str, patch: int, num_classes: int = 1000):
     return MMPRETRAIN_MODELS.build(dict(cfg, _scope_='mmpretrain'))
 
 
-@pytest.mark.parametrize('arch,stem,patch', PAIRS,
-                         ids=[f'{a}-p{p}' for a, _, p in PAIRS])
-def test_param_count_equals_timm(arch, stem, patch):
-    with torch.device('meta'):
-        ours = build_classifier(arch, patch)
-        ref = timm.create_model(timm_name(stem, patch))
-    n_ours = sum(p.numel() for p in ours.parameters())
-    n_ref = sum(p.numel() for p in ref.parameters())
-    assert n_ours == n_ref
-
-
 def _converted_pair(stem, patch, arch, seed=0):
     ref = randomize_(timm.create_model(timm_name(stem, patch)), seed).eval()
     ours = build_classifier(arch, patch)
@@ -51,17 +40,11 @@ def _converted_pair(stem, patch, arch, seed=0):
 @pytest.mark.parametrize('arch,stem,patch', PAIRS,
                          ids=[f'{a}-p{p}' for a, _, p in PAIRS])
 def test_logits_match_timm_small_input(arch, stem, patch):
+    """Every size and patch: timm's weights load strictly and give the same
+    logits. (At 224 px through the converter tool: test_xcit_convert.py;
+    parameter counts equal timm's: tests/test_configs/test_configs.py.)"""
     ref, ours = _converted_pair(stem, patch, arch)
     x = torch.randn(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = ref(x)
-        got = ours(x, mode='tensor')
-    assert relative_error(got, expected) <= 1e-5
-
-
-def test_logits_match_timm_224():
-    ref, ours = _converted_pair('small_12', 16, 's12', seed=3)
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         expected = ref(x)
         got = ours(x, mode='tensor')

@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from tests.conftest import REPO, TINY_ARCH
+from tests.utils import REPO, TINY_ARCH
 from xcit_mm.models.converters import (convert_dino_backbone,
                                        convert_dino_full_checkpoint,
                                        dino_param_order)

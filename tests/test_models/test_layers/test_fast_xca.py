@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import TINY_ARCH, randomize_, relative_error
+from tests.utils import TINY_ARCH, randomize_, relative_error
 from xcit_mm.models import XCiT
 from xcit_mm.models.layers import (XCA, PositionalEncodingFourier,
                                    XCAFunction, xca_fast, xca_ops)

@@ -7,7 +7,7 @@ from mmdet.registry import MODELS as MMDET_MODELS
 from mmengine.model import convert_sync_batchnorm, revert_sync_batchnorm
 from mmseg.registry import MODELS as MMSEG_MODELS
 
-from tests.conftest import TINY_DENSE_BACKBONE
+from tests.utils import TINY_DENSE_BACKBONE
 from xcit_mm.models import XCiT, XCiTMultiScaleNeck
 
 C = TINY_DENSE_BACKBONE['arch']['embed_dims']

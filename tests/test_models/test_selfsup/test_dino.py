@@ -10,7 +10,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmpretrain.structures import DataSample
 
-from tests.conftest import TINY_ARCH
+from tests.utils import TINY_ARCH
 from xcit_mm.engine import DINOOptimWrapperConstructor
 from xcit_mm.engine.hooks.dino_hook import clip_grad_per_param_
 from xcit_mm.models.selfsup.dino import DINO, teacher_momentum

@@ -1,21 +1,17 @@
 """Converting official / timm / DINO weights, and loading them via init_cfg."""
 import re
-import subprocess
-import sys
 
 import pytest
 import timm
 import torch
 from mmengine.runner.checkpoint import load_checkpoint
 
-from tests.conftest import REPO, TINY_ARCH, randomize_, relative_error
+from tests.utils import TINY_ARCH, load_tool, randomize_, relative_error
 from tests.test_models.test_backbones.test_xcit import build_classifier
 from xcit_mm.models import XCiT
 from xcit_mm.models.converters import convert_checkpoint
 from xcit_mm.models.utils import to_xcit_mm
-from xcit_mm.utils.errors import CheckpointMismatchError
-
-CONVERTER = f'{REPO}/tools/model_converters/xcit2mm.py'
+from xcit_mm.utils.errors import CheckpointMismatchError, MissingFileError
 
 
 def timm_to_official(sd: dict) -> dict:
@@ -77,29 +73,23 @@ def test_mismatch_fails_loudly(timm_nano):
         convert_checkpoint({'conv.weight': torch.zeros(1)})
 
 
-def test_converter_tool_reproduces_timm_logits(tmp_path):
+def test_converter_tool_reproduces_timm_logits(tmp_path, capsys):
+    """The whole route at 224 px: a timm XCiT-S12/16 file, the converter
+    tool, mmengine's strict load_checkpoint, the same logits. (Logit parity
+    of every size and patch: tests/test_models/test_backbones.)"""
     ref = randomize_(timm.create_model('xcit_small_12_p16_224'), 7).eval()
     src = tmp_path / 'timm_s12.pth'
     torch.save(ref.state_dict(), src)
     dst = tmp_path / 'xcit_s12_mm.pth'
-    out = subprocess.run([sys.executable, CONVERTER, str(src), str(dst)],
-                         capture_output=True, text=True, check=True).stdout
+    converter = load_tool('tools/model_converters/xcit2mm.py')
+    assert converter.main([str(src), str(dst)]) == 0
+    out = capsys.readouterr().out
     assert 'source format: timm' in out and 'missing: 0' in out
     model = build_classifier('s12', 16).eval()
     load_checkpoint(model, str(dst), strict=True)
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         assert relative_error(model(x, mode='tensor'), ref(x)) <= 1e-5
-
-
-def test_converter_tool_errors(tmp_path):
-    bad = tmp_path / 'bad.pth'
-    bad.write_bytes(b'garbage')
-    res = subprocess.run(
-        [sys.executable, CONVERTER, str(bad), str(tmp_path / 'o.pth')],
-        capture_output=True, text=True)
-    assert res.returncode == 1 and 'truncated or corrupt' in res.stderr
-    assert not (tmp_path / 'o.pth').exists()
 
 
 def _tiny_classifier_ckpt(path):
@@ -128,7 +118,9 @@ def test_init_cfg_pretrained_counts_and_dense(tmp_path):
 def test_init_cfg_pretrained_failures(tmp_path):
     path = str(tmp_path / 'cls.pth')
     _tiny_classifier_ckpt(path)
-    with pytest.raises(FileNotFoundError, match='xcit2mm.py'):
+    # (the one test of a missing pretrained file at this level; through
+    # tools/train.py: tests/test_tools/test_bad_input.py)
+    with pytest.raises(MissingFileError, match='xcit2mm.py'):
         XCiT(TINY_ARCH, init_cfg=dict(type='Pretrained',
                                       checkpoint=str(tmp_path / 'no.pth'))
              ).init_weights()
