@@ -26,11 +26,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from xcit_mm.models.utils.arch import normalize_out_indices
+from xcit_mm.models.utils.arch import (normalize_out_indices,
+                                       transformer_init_)
 from xcit_mm.models.utils.crossformer_convert import (dpb_offsets,
                                                       dpb_relative_index,
                                                       load_pretrained_backbone)
@@ -581,18 +581,8 @@ class CrossFormer(BaseModule):
             self._is_init = True
             return
         if self.init_cfg is None:
-            self.apply(self._init_module)
+            self.apply(transformer_init_)
         super().init_weights()
-
-    @staticmethod
-    def _init_module(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     # ---------------------------------------------------------------- freeze
     def _frozen_modules(self) -> List[nn.Module]:

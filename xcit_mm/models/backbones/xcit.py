@@ -12,7 +12,9 @@ from torch.utils.checkpoint import checkpoint
 from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
                                    PositionalEncodingFourier, XCABlock,
                                    check_impl)
-from xcit_mm.models.utils.arch import check_patch_size, normalize_out_indices
+from xcit_mm.models.utils.arch import (check_patch_size,
+                                       normalize_out_indices,
+                                       transformer_init_)
 from xcit_mm.models.utils.xcit_convert import load_pretrained_backbone
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
@@ -234,20 +236,10 @@ class XCiT(BaseModule):
             self._is_init = True
             return
         if self.init_cfg is None:
-            self.apply(self._init_module)
+            self.apply(transformer_init_)
             if self.with_cls_token:
                 trunc_normal_(self.cls_token, std=.02)
         super().init_weights()
-
-    @staticmethod
-    def _init_module(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     # ---------------------------------------------------------------- freeze
     def _frozen_modules(self) -> List[nn.Module]:

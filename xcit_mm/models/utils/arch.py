@@ -1,5 +1,8 @@
-"""Checks of architecture arguments that several models share."""
+"""Argument checks and the weight init that several models share."""
 from typing import Collection, List, Sequence, Union
+
+import torch.nn as nn
+from mmengine.model.weight_init import trunc_normal_
 
 from xcit_mm.utils.errors import ConfigError
 
@@ -45,3 +48,16 @@ def check_patch_size(patch_size: int, allowed: Collection[int] = (8, 16),
             f'{name} must be one of {sorted(allowed)}, got {patch_size!r}: '
             'the convolutional patch embedding exists for these only.')
     return patch_size
+
+
+def transformer_init_(m: nn.Module) -> None:
+    """The official init of XCiT and CrossFormer, for ``model.apply``:
+    linear layers trunc-normal (std 0.02) with zero bias, LayerNorms one
+    and zero."""
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
