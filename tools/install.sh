@@ -78,13 +78,19 @@ CACHE="$CACHE_ROOT/$("$PY" "$ROOT/tools/misc/mmcv_wheel.py" key)"
 WHEEL_DIRS=("$CACHE")
 [ -d "$ROOT/../shared/wheels" ] && WHEEL_DIRS+=("$(cd "$ROOT/../shared/wheels" && pwd)")
 [ -n "${XCIT_MM_WHEELS:-}" ] && WHEEL_DIRS+=("$XCIT_MM_WHEELS")
-# a torch with CUDA gets CUDA ops even where no GPU is visible (a login
-# node), when the CUDA compiler is there; without nvcc (e.g. a CPU machine
-# with PyPI's CUDA build of torch) the build makes the CPU ops only
-if "$PY" -c "import torch, sys; sys.exit(0 if torch.version.cuda else 1)" \
-    && { command -v nvcc >/dev/null || [ -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]; }; then
+# A source build gets CUDA ops where torch sees a GPU. On a node without
+# one (a cluster's login node) set FORCE_CUDA=1 and TORCH_CUDA_ARCH_LIST
+# (e.g. "8.0;9.0") yourself; otherwise the build makes the CPU ops only,
+# which is what a CPU machine with PyPI's CUDA build of torch needs.
+if [ -z "${FORCE_CUDA:-}" ] && "$PY" -c \
+    "import torch, sys; sys.exit(0 if torch.version.cuda and torch.cuda.is_available() else 1)"; then
   export FORCE_CUDA=1
 fi
+# mmcv's own requirements first (at the tested pins), so that the check of
+# a prebuilt wheel can import it (pip installs that wheel with --no-deps)
+# shellcheck disable=SC2046
+"${PIP[@]}" install "$SETUPTOOLS" packaging pillow \
+  $(grep -E '^(numpy|opencv-python|mmengine)==' "$ROOT/requirements/tested.txt")
 
 have_mmcv_ops() {
   "$PY" "$ROOT/tools/misc/mmcv_wheel.py" check "$MMCV_VERSION"
