@@ -232,8 +232,8 @@ def test_gen_metafiles_and_get_flops_count_the_same():
     assert table == tool['flops']
     assert 'RoI heads not counted' in tool['counted']
     from xcit_mm.utils.flops import FLOPS_DEFINITION
-    assert FLOPS_DEFINITION in gen.markdown_tables([(None, dict(
-        Collections=[dict(Name='x')], Models=[]))])
+    assert FLOPS_DEFINITION in gen.markdown_table(
+        dict(Collections=[dict(Name='x')], Models=[]), REPO, REPO)
 
 
 # 7. one CLI path for every tool that reads a config -------------------------
