@@ -143,7 +143,9 @@ def test_generator_writes_metafiles(tmp_path, capsys):
     # the task README's table carries the same numbers, between the
     # markers; the rest of the README is kept
     zoo = readme.read_text()
-    assert zoo.startswith('# XCiT\n\nintro\n\n' + gen.TABLE_START + '\n| ')
+    from xcit_mm.utils.flops import FLOPS_DEFINITION
+    assert zoo.startswith('# XCiT\n\nintro\n\n' + gen.TABLE_START + '\n'
+                          + FLOPS_DEFINITION + '\n\n| ')
     assert zoo.endswith(gen.TABLE_END + '\n\nrecipes\n')
     assert 'stale' not in zoo
     row = next(line for line in zoo.splitlines()
