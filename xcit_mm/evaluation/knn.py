@@ -32,8 +32,9 @@ def weighted_knn(train_feats: torch.Tensor,
     Features are L2-normalised; each test image takes its ``k`` most
     cosine-similar training images, which vote for their label with weight
     ``exp(similarity / temperature)``; the class with the largest summed
-    weight is the prediction. Ties go to the lower class index. A ``k``
-    above the number of training images uses them all.
+    weight is the prediction; top-5 counts a hit among the first
+    ``min(5, k)`` classes that got a vote. Ties go to the lower class
+    index. A ``k`` above the number of training images uses them all.
 
     Args:
         train_feats (Tensor): (N, C) training features.
@@ -72,8 +73,12 @@ def weighted_knn(train_feats: torch.Tensor,
             k_eff = min(k, max_k)
             votes = torch.zeros(len(feats), num_classes, device=train.device)
             votes.scatter_add_(1, neighbours[:, :k_eff], weights[:, :k_eff])
-            top = votes.topk(min(5, num_classes), dim=1).indices
-            hit = top == targets[:, None]
+            # a stable sort: equal votes rank the lower class first
+            values, top = votes.sort(dim=1, descending=True, stable=True)
+            n_top = min(5, num_classes)
+            # a class without a vote is never a hit, whatever its rank
+            hit = (top[:, :n_top] == targets[:, None]) & \
+                (values[:, :n_top] > 0)
             correct[k][0] += hit[:, 0].sum().item()
             correct[k][1] += hit[:, :min(5, k_eff)].any(1).sum().item()
     return {k: (float(c[0]) * 100 / len(test), float(c[1]) * 100 / len(test))

@@ -1,0 +1,103 @@
+"""DINO's weighted k-NN: the classifier against a direct computation of its
+formula, and ``knn_eval.py`` split over two processes by torchrun."""
+import json
+import math
+import os
+import shutil
+
+import pytest
+import torch
+
+from tests.utils import explain, free_port, make_split_folders, run_tool
+from xcit_mm.evaluation import weighted_knn
+from xcit_mm.utils.errors import InputShapeError
+
+
+def knn_by_formula(train, train_labels, test, test_labels, k, temperature,
+                   num_classes):
+    """One query at a time: cosine similarities, the k largest, each
+    neighbour votes exp(sim / T) for its label; top-1 / top-5 in percent
+    (ties to the lower class index)."""
+    hits1 = hits5 = 0
+    for x, y in zip(test.tolist(), test_labels.tolist()):
+        sims = []
+        for f, label in zip(train.tolist(), train_labels.tolist()):
+            dot = sum(a * b for a, b in zip(x, f))
+            norm = math.sqrt(sum(a * a for a in x)) * \
+                math.sqrt(sum(b * b for b in f))
+            sims.append((dot / norm, label))
+        sims.sort(key=lambda s: -s[0])
+        votes = [0.] * num_classes
+        for sim, label in sims[:k]:
+            votes[label] += math.exp(sim / temperature)
+        ranked = sorted(range(num_classes), key=lambda c: (-votes[c], c))
+        hits1 += ranked[0] == y
+        hits5 += y in ranked[:min(5, k)] and votes[y] > 0
+    return 100. * hits1 / len(test), 100. * hits5 / len(test)
+
+
+def test_weighted_knn_matches_the_formula():
+    g = torch.Generator().manual_seed(0)
+    num_classes = 7
+    # features that carry some class information, at different scales
+    # (only their directions count)
+    centres = torch.randn(num_classes, 16, generator=g)
+    train_labels = torch.randint(0, num_classes, (60,), generator=g)
+    test_labels = torch.randint(0, num_classes, (25,), generator=g)
+    scale = torch.rand(60, 1, generator=g) * 5 + 0.1
+    train = (centres[train_labels] +
+             1.5 * torch.randn(60, 16, generator=g)) * scale
+    test = centres[test_labels] + 1.5 * torch.randn(25, 16, generator=g)
+    ks = (1, 3, 10, 20, 100)  # 100 > 60: all training images vote
+    got = weighted_knn(train, train_labels, test, test_labels, ks=ks,
+                       temperature=0.07, num_classes=num_classes,
+                       chunk_size=8)  # several similarity blocks
+    for k in ks:
+        want = knn_by_formula(train, train_labels, test, test_labels,
+                              min(k, 60), 0.07, num_classes)
+        assert got[k] == pytest.approx(want), k
+    # the features are informative, so the test is not trivially 0 or 100
+    assert 20 < got[20][0] < 100
+
+
+def test_weighted_knn_refuses_features_of_different_widths():
+    with pytest.raises(InputShapeError, match='same width'):
+        weighted_knn(torch.randn(4, 8), torch.zeros(4), torch.randn(2, 6),
+                     torch.zeros(2))
+
+
+def test_knn_eval_in_two_processes_equals_one(tmp_path):
+    """torchrun with 2 gloo processes (``--launcher pytorch``): each
+    extracts its shard, and the gathered features give the single-process
+    result. 13 + 7 images, so the sampler pads both shards."""
+    root = make_split_folders(str(tmp_path / 'data'), num_classes=2,
+                              per_class=4, size=32)
+    # odd data-set sizes: 4 + 4 + 5 training images, 4 + 3 val images
+    for i in range(5):
+        shutil.copy(f'{root}/train/class_0/0.png',
+                    f'{root}/train/class_1/extra_{i}.png')
+    os.remove(f'{root}/val/class_1/0.png')
+    options = ['--cfg-options', 'model.backbone.arch.depth=1'] + [
+        f'{key}.dataset.data_root={root}'
+        for key in ('knn_train_dataloader', 'knn_val_dataloader')
+    ] + [f'{key}.batch_size=3'
+         for key in ('knn_train_dataloader', 'knn_val_dataloader')]
+    config = 'configs/dino/dino_xcit-digits_demo.py'
+    results = {}
+    for nproc in (1, 2):
+        out = str(tmp_path / f'knn_{nproc}.json')
+        args = [config, '--random-init', '--out', out, '--k', '1', '3',
+                '20'] + options
+        if nproc == 1:
+            proc = run_tool(['tools/analysis_tools/knn_eval.py'] + args)
+        else:
+            proc = run_tool(
+                ['-m', 'torch.distributed.run', '--nproc_per_node=2',
+                 f'--master_port={free_port()}',
+                 'tools/analysis_tools/knn_eval.py'] + args +
+                ['--launcher', 'pytorch'], XCIT_MM_CPU='1')
+        assert proc.returncode == 0, explain(proc)
+        assert '13 train / 7 val images' in proc.stdout, explain(proc)
+        with open(out) as f:
+            results[nproc] = json.load(f)
+    assert results[2] == results[1]
