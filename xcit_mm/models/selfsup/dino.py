@@ -179,13 +179,16 @@ class DINO(BaseSelfSupervisor):
             dict: ``loss`` and the monitors of :class:`DINOLoss` (logged,
             not optimised).
         """
-        if not isinstance(inputs, (list, tuple)) or \
-                len(inputs) <= self.num_global_views:
+        # 2 global views and no local ones is DINO's
+        # ``--local_crops_number 0``: each global view teaches the other
+        need = max(2, self.num_global_views)
+        if not isinstance(inputs, (list, tuple)) or len(inputs) < need:
             n = len(inputs) if isinstance(inputs, (list, tuple)) else 1
             raise InputShapeError(
-                f'DINO needs more than {self.num_global_views} views per '
-                f'image, got {n}. Use the MultiView transform in the '
-                'training pipeline (see configs/dino/).')
+                f'DINO needs at least {need} views per image (the '
+                f'{self.num_global_views} global ones first), got {n}. Use '
+                'the MultiView transform in the training pipeline (see '
+                'configs/dino/).')
         global_views = inputs[:self.num_global_views]
         with torch.no_grad():
             teacher_out = self.multi_crop_forward(
