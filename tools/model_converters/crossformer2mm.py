@@ -14,15 +14,13 @@ Every key is checked against a CrossFormer of the arch read off the
 weights; the counts are printed.
 """
 import argparse
-import os
 import os.path as osp
 import sys
-
-import torch
 
 from xcit_mm.models.converters.crossformer import (convert_checkpoint,
                                                    load_official)
 from xcit_mm.utils.cli import run_cli
+from xcit_mm.utils.fileio import atomic_torch_save
 
 
 def parse_args(argv=None):
@@ -42,10 +40,7 @@ def convert(args) -> int:
     state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
                                             args.key)
     meta = dict(converted_from=osp.basename(args.src), **report)
-    os.makedirs(osp.dirname(osp.abspath(args.dst)), exist_ok=True)
-    tmp = args.dst + '.tmp'
-    torch.save(dict(state_dict=state_dict, meta=meta), tmp)
-    os.replace(tmp, args.dst)  # never leave a half-written DST
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'source format: {report["source_format"]}; arch: {report["arch"]}')
     print(f'converted: {report["converted"]} tensors '
           f'({report["backbone_tensors"]} backbone, {report["head_tensors"]} '

@@ -21,14 +21,12 @@
   continues the official run. Every tensor must fit the config's model.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
-import torch
-
 from xcit_mm.utils.cli import run_cli
 from xcit_mm.utils.errors import ConfigError
+from xcit_mm.utils.fileio import atomic_torch_save
 
 
 def parse_args(argv=None):
@@ -41,13 +39,6 @@ def parse_args(argv=None):
                         '(default: from the config\'s training set and '
                         'batch size)')
     return parser.parse_args(argv)
-
-
-def save(obj: dict, dst: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = dst + '.tmp'
-    torch.save(obj, tmp)
-    os.replace(tmp, dst)  # never leave a half-written DST
 
 
 def convert_full(ckpt: dict, args) -> dict:
@@ -119,7 +110,7 @@ def convert(args) -> None:
               f'unexpected {report["unexpected"]}')
         out = dict(state_dict=state_dict,
                    meta=dict(converted_from=osp.basename(args.src), **report))
-    save(out, args.dst)
+    atomic_torch_save(out, args.dst)
     print(f'saved {args.dst}')
 
 

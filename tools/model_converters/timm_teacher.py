@@ -15,12 +15,10 @@ model_name=...)`` of ``xcit_mm.DistillImageClassifier`` (``teacher_ckpt``).
 Every key is checked (timm loads strictly).
 """
 import argparse
-import os
 import os.path as osp
 
-import torch
-
-from xcit_mm.utils import safe_load, strip_common_prefixes, unwrap_checkpoint
+from xcit_mm.utils import (atomic_torch_save, safe_load,
+                           strip_common_prefixes, unwrap_checkpoint)
 
 
 def parse_args(argv=None):
@@ -61,12 +59,11 @@ def main(argv=None):
         raise SystemExit(
             f'error: the weights do not fit timm {args.model!r} (check the '
             f'model name and --num-classes): {detail}') from None
-    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     state = model.state_dict()
-    torch.save(dict(state_dict=state,
-                    meta=dict(timm_model=args.model,
-                              source=args.src or 'timm pretrained')),
-               args.out)
+    atomic_torch_save(dict(state_dict=state,
+                           meta=dict(timm_model=args.model,
+                                     source=args.src or 'timm pretrained')),
+                      args.out)
     n = sum(v.numel() for v in state.values())
     print(f'Saved {args.model} ({len(state)} tensors, {n:,} values) to '
           f'{args.out}. Use it as model.teacher_ckpt with the teacher '

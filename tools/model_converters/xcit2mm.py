@@ -22,16 +22,14 @@ The file is read with ``torch.load(weights_only=True)``; the only non-tensor
 objects accepted are listed in ``xcit_mm.utils.checkpoint``.
 """
 import argparse
-import os
 import os.path as osp
 import sys
-
-import torch
 
 from xcit_mm.models.converters import (convert_checkpoint,
                                        convert_dense_checkpoint)
 from xcit_mm.utils.checkpoint import safe_load
 from xcit_mm.utils.cli import run_cli
+from xcit_mm.utils.fileio import atomic_torch_save
 
 
 def parse_args(argv=None):
@@ -50,13 +48,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def save(obj: dict, dst: str) -> None:
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = dst + '.tmp'
-    torch.save(obj, tmp)
-    os.replace(tmp, dst)  # never leave a half-written DST
-
-
 def convert_dense(args) -> int:
     ckpt = safe_load(args.src)
     state_dict, report = convert_dense_checkpoint(ckpt, args.config,
@@ -66,7 +57,7 @@ def convert_dense(args) -> int:
                 **{k: v for k, v in report.items() if k != 'dataset_meta'})
     if report['dataset_meta']:
         meta['dataset_meta'] = report['dataset_meta']
-    save(dict(state_dict=state_dict, meta=meta), args.dst)
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'source format: {report["source_format"]}; model: '
           f'{report["model"]}; backbone: {report["arch"]}')
     rest = report['converted'] - report['backbone_tensors'] - report[
@@ -87,7 +78,7 @@ def convert(args) -> int:
     state_dict, report = convert_checkpoint(ckpt, args.backbone_only,
                                             args.key)
     meta = dict(converted_from=osp.basename(args.src), **report)
-    save(dict(state_dict=state_dict, meta=meta), args.dst)
+    atomic_torch_save(dict(state_dict=state_dict, meta=meta), args.dst)
     arch = report['arch']
     print(f'source format: {report["source_format"]}; arch: '
           f'{arch["arch"]}, patch {arch["patch_size"]}')

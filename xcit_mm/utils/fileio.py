@@ -17,6 +17,7 @@ uses: the newest *complete* checkpoint of a work dir, skipping (with a
 warning) a missing, truncated or corrupt one.
 """
 import glob
+import io
 import logging
 import os
 import os.path as osp
@@ -26,6 +27,7 @@ import zipfile
 from pathlib import Path
 from typing import List, Optional, Union
 
+import torch
 from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import find_latest_checkpoint
@@ -76,6 +78,14 @@ def atomic_write(data: Union[bytes, str], filepath: Union[str, Path],
             pass
         finally:
             os.close(dir_fd)
+
+
+def atomic_torch_save(obj, filepath: Union[str, Path]) -> None:
+    """``torch.save(obj, filepath)`` through :func:`atomic_write`: a killed
+    converter never leaves a half-written file under the final name."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(buffer.getvalue(), filepath)
 
 
 class AtomicLocalBackend(LocalBackend):
