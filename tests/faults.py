@@ -143,11 +143,11 @@ class KillRankOnceHook(Hook):
 @HOOKS.register_module(name='TestNaNInputOnRankHook', force=True)
 class NaNInputOnRankHook(Hook):
     """Multiply the backbone input by NaN during iteration ``iteration``
-    (1-based) on rank ``rank`` only."""
+    (1-based) on rank ``rank`` only (a single process is rank 0)."""
 
     priority = 'HIGHEST'
 
-    def __init__(self, iteration: int, rank: int):
+    def __init__(self, iteration: int, rank: int = 0):
         self.iteration, self.rank, self.handle = iteration, rank, None
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):

@@ -8,30 +8,10 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from tests.faults import NaNInputOnRankHook
 from tests.utils import TINY_ARCH, make_image_folder
 from xcit_mm.engine import NonFiniteLossHook
 from xcit_mm.utils.errors import NonFiniteLossError, NonFiniteWeightsError
-
-
-class NaNInputAt(Hook):
-    """Multiply the backbone input by NaN during iteration ``iteration``."""
-
-    priority = 'HIGHEST'
-
-    def __init__(self, iteration):
-        self.iteration = iteration
-        self.handle = None
-
-    def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if runner.iter + 1 == self.iteration:
-            self.handle = runner.model.backbone.register_forward_pre_hook(
-                lambda m, args: (args[0] * float('nan'), ))
-
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
-                         outputs=None):
-        if self.handle is not None:
-            self.handle.remove()
-            self.handle = None
 
 
 class NaNWeightAfter(Hook):
@@ -89,7 +69,7 @@ def _all_finite(sd):
 
 def test_stop_names_iteration_and_terms(tmp_path):
     runner = _runner(tmp_path, [NonFiniteLossHook('stop', interval=1),
-                                NaNInputAt(3)])
+                                NaNInputOnRankHook(3)])
     with pytest.raises(NonFiniteLossError) as info:
         runner.train()
     msg = str(info.value)
@@ -108,7 +88,7 @@ def test_deferred_check_never_writes_a_nonfinite_checkpoint(tmp_path):
     iteration, and it is read before each checkpoint."""
     hook = NonFiniteLossHook('stop')
     assert hook.interval == 50
-    runner = _runner(tmp_path, [hook, NaNInputAt(3)])
+    runner = _runner(tmp_path, [hook, NaNInputOnRankHook(3)])
     model = runner.model
     with pytest.raises(NonFiniteLossError) as info:
         runner.train()
@@ -127,7 +107,7 @@ def test_deferred_check_every_interval(tmp_path):
     """Without checkpoints, the flag is read every ``interval`` iterations
     and names the first bad one."""
     runner = _runner(tmp_path, [NonFiniteLossHook('stop', interval=2),
-                                NaNInputAt(1)])
+                                NaNInputOnRankHook(1)])
     hooks = [h for h in runner.hooks
              if type(h).__name__ != 'AtomicCheckpointHook']
     runner._hooks = hooks
@@ -139,7 +119,7 @@ def test_deferred_check_every_interval(tmp_path):
 
 def test_skip_discards_the_iteration(tmp_path):
     hook = NonFiniteLossHook('skip')
-    runner = _runner(tmp_path, [hook, NaNInputAt(3)])
+    runner = _runner(tmp_path, [hook, NaNInputOnRankHook(3)])
     runner.train()  # completes
     assert hook.skipped_iters == [3]
     before, after = _ckpt(tmp_path, 2), _ckpt(tmp_path, 3)
@@ -154,7 +134,7 @@ def test_skip_discards_the_iteration(tmp_path):
 
 def test_skip_stops_after_max_skips(tmp_path):
     runner = _runner(tmp_path, [NonFiniteLossHook('skip', max_skips=0),
-                                NaNInputAt(2)])
+                                NaNInputOnRankHook(2)])
     with pytest.raises(NonFiniteLossError, match='1 consecutive'):
         runner.train()
 
@@ -170,6 +150,6 @@ def test_no_checkpoint_with_nan_weights(tmp_path):
 
 def test_without_the_hook_nan_reaches_the_checkpoint(tmp_path):
     """What the hook prevents: mmengine trains on and saves NaN weights."""
-    runner = _runner(tmp_path, [NaNInputAt(3)])
+    runner = _runner(tmp_path, [NaNInputOnRankHook(3)])
     runner.train()
     assert not _all_finite(_ckpt(tmp_path, 3))
