@@ -33,7 +33,7 @@ from xcit_mm.utils.config_checks import apply_common_args
 from xcit_mm.utils.cli import (add_config_args, explain_exception,
                                failed_in_dataset, load_config, run_cli)
 from xcit_mm.utils.errors import ConfigError, MissingFileError
-from xcit_mm.utils.launch import setup_cpu_distributed
+from xcit_mm.runtime.launch import setup_cpu_distributed
 
 #: How each library's visualization hook is told to draw and where.
 VIS_HOOK_KEYS = {

@@ -54,8 +54,8 @@ from xcit_mm.utils.amp import select_amp_dtype
 from xcit_mm.utils.cli import (add_config_args, explain_exception,
                                failed_in_dataset, load_config, run_cli)
 from xcit_mm.utils.errors import ConfigError, MissingFileError
-from xcit_mm.utils.fileio import find_resume_checkpoint
-from xcit_mm.utils.launch import setup_cpu_distributed
+from xcit_mm.runtime.fileio import find_resume_checkpoint
+from xcit_mm.runtime.launch import setup_cpu_distributed
 
 
 def parse_args(argv=None):

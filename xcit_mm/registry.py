@@ -14,34 +14,35 @@ from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 __all__ = [
     'MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS', 'OPTIM_WRAPPERS',
-    'OPTIM_WRAPPER_CONSTRUCTORS'
+    'OPTIM_WRAPPER_CONSTRUCTORS', 'RUNNERS'
 ]
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='xcit_mm',
     locations=['xcit_mm.models'])
-#: Training hooks.
+#: Hooks: the runtime's (checkpoints, non-finite losses) and DINO's.
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='xcit_mm',
-    locations=['xcit_mm.engine'])
+    locations=['xcit_mm.runtime', 'xcit_mm.engine'])
 #: Datasets (ImageNet with a clear error when the data is missing).
 DATASETS = Registry(
     'dataset', parent=MMENGINE_DATASETS, scope='xcit_mm',
     locations=['xcit_mm.datasets'])
-#: Training loops (the resumable epoch loop).
+#: Training loops (the exactly resumable epoch and iteration loops).
 LOOPS = Registry(
     'loop', parent=MMENGINE_LOOPS, scope='xcit_mm',
-    locations=['xcit_mm.engine'])
+    locations=['xcit_mm.runtime'])
 #: Optimizer wrappers (bf16 autocast on the CPU).
 OPTIM_WRAPPERS = Registry(
     'optim_wrapper', parent=MMENGINE_OPTIM_WRAPPERS, scope='xcit_mm',
-    locations=['xcit_mm.engine'])
+    locations=['xcit_mm.runtime'])
 #: Data transforms (the image loader that skips or names unreadable files).
 TRANSFORMS = Registry(
     'transform', parent=MMENGINE_TRANSFORMS, scope='xcit_mm',
@@ -51,3 +52,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='xcit_mm',
     locations=['xcit_mm.engine'])
+#: Runners (``runner_type='xcit_mm.Runner'``: the runtime's safe checkpoint
+#: loading, atomic saves and CPU launch, for the run it builds).
+RUNNERS = Registry(
+    'runner', parent=MMENGINE_RUNNERS, scope='xcit_mm',
+    locations=['xcit_mm.runtime'])

@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from tests.utils import free_port
 from xcit_mm.utils.errors import ConfigError
-from xcit_mm.utils.launch import setup_cpu_distributed
+from xcit_mm.runtime.launch import setup_cpu_distributed
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from the position in the run (tests/test_cluster/test_resume_exact.py)."""
 import pytest
 import torch
 
-from xcit_mm.engine.loops import get_rng_state, set_rng_state
+from xcit_mm.runtime.loops import get_rng_state, set_rng_state
 
 
 @pytest.fixture

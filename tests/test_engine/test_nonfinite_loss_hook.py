@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 
 from tests.faults import NaNInputOnRankHook
 from tests.utils import TINY_ARCH, make_image_folder
-from xcit_mm.engine import NonFiniteLossHook
+from xcit_mm.runtime import NonFiniteLossHook
 from xcit_mm.utils.errors import NonFiniteLossError, NonFiniteWeightsError
 
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tests.utils import load_tool
-from xcit_mm.engine.hooks.resource_monitor_hook import tree_usage
+from xcit_mm.runtime.hooks.resource_monitor_hook import tree_usage
 
 pytestmark = pytest.mark.skipif(not os.path.isdir('/proc/self/task'),
                                 reason='reads /proc (Linux)')

@@ -7,7 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
 from tests.utils import TINY_ARCH, make_image_folder
-from xcit_mm.engine.loops import (SkippableBatchSampler, get_rng_state,
+from xcit_mm.runtime.loops import (SkippableBatchSampler, get_rng_state,
                                   set_rng_state)
 
 

@@ -17,7 +17,7 @@ import torch
 from tests.utils import (cls_config, det_config, load_tool, make_ade,
                          make_coco, make_image_folder, run_tool, seg_config,
                          write_config)
-from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load
 
 ATTN = 'tools/analysis_tools/visualize_attention.py'
 LOGS = 'tools/analysis_tools/analyze_logs.py'

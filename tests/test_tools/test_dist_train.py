@@ -3,7 +3,7 @@ import os.path as osp
 
 from tests.test_tools.test_train_test import TINY
 from tests.utils import explain, free_port, make_split_folders, run_tool
-from xcit_mm.utils import safe_load
+from xcit_mm.runtime import safe_load
 
 
 def test_dist_train_two_cpu_processes(tmp_path):

@@ -195,7 +195,7 @@ def test_show_dir_draws_every_test_image(tmp_path):
 
 # 5. --amp on the CPU ----------------------------------------------------
 def test_autocast_optim_wrapper_runs_the_forward_in_bf16():
-    from xcit_mm.engine import AutocastOptimWrapper
+    from xcit_mm.runtime import AutocastOptimWrapper
     layer = torch.nn.Linear(4, 4)
     wrapper = AutocastOptimWrapper(
         optimizer=torch.optim.SGD(layer.parameters(), lr=0.1))

@@ -7,7 +7,7 @@ import torch
 
 from tests.utils import (REPO, explain, make_split_folders, run_tool,
                          tiny_teacher_cfg)
-from xcit_mm.utils import safe_load
+from xcit_mm.runtime import safe_load
 
 TINY = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.depth=2',
         'model.backbone.arch.num_heads=2', 'model.head.in_channels=32']

@@ -7,7 +7,7 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
 from tests.utils import RunsCode
-from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
                                   UnsafeCheckpointError)
 

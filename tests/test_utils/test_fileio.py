@@ -8,7 +8,7 @@ from mmengine.fileio import get_file_backend
 from mmengine.logging import MMLogger
 
 import xcit_mm  # noqa: F401  (installs the backend)
-from xcit_mm.utils.fileio import (AtomicLocalBackend, atomic_write,
+from xcit_mm.runtime.fileio import (AtomicLocalBackend, atomic_write,
                                   checkpoint_is_complete,
                                   find_resume_checkpoint)
 

@@ -107,7 +107,7 @@ def measure(config: Optional[str] = None, epochs: int = 20,
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from xcit_mm.engine import ResourceMonitorHook
+    from xcit_mm.runtime import ResourceMonitorHook
     tmp = tempfile.TemporaryDirectory()
     work_dir = work_dir or osp.join(tmp.name, 'work')
     if config is None:

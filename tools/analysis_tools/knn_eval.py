@@ -86,7 +86,7 @@ def knn_eval(args) -> dict:
     from mmengine.runner import Runner
 
     from xcit_mm.evaluation import extract_features, weighted_knn
-    from xcit_mm.utils.launch import setup_cpu_distributed
+    from xcit_mm.runtime.launch import setup_cpu_distributed
 
     if (args.checkpoint is None) == (not args.random_init):
         raise ConfigError('Give a CHECKPOINT, or --random-init to evaluate '

@@ -26,7 +26,7 @@ import sys
 
 from xcit_mm.utils.cli import run_cli
 from xcit_mm.utils.errors import ConfigError
-from xcit_mm.utils.fileio import atomic_torch_save
+from xcit_mm.runtime.fileio import atomic_torch_save
 
 
 def parse_args(argv=None):
@@ -97,7 +97,7 @@ def convert_full(ckpt: dict, args) -> dict:
 
 def convert(args) -> None:
     from xcit_mm.models.converters import convert_dino_backbone
-    from xcit_mm.utils.checkpoint import safe_load
+    from xcit_mm.runtime.checkpoint import safe_load
     ckpt = safe_load(args.src)
     if isinstance(ckpt, dict) and 'student' in ckpt:
         out = convert_full(ckpt, args)

@@ -17,8 +17,8 @@ Every key is checked (timm loads strictly).
 import argparse
 import os.path as osp
 
-from xcit_mm.utils import (atomic_torch_save, safe_load,
-                           strip_common_prefixes, unwrap_checkpoint)
+from xcit_mm.runtime import atomic_torch_save, safe_load
+from xcit_mm.utils import strip_common_prefixes, unwrap_checkpoint
 
 
 def parse_args(argv=None):

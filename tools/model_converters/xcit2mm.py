@@ -19,7 +19,7 @@ size): evaluate it with ``python tools/test.py CONFIG DST``. The model is
 built from CONFIG on the CPU and every tensor must match.
 
 The file is read with ``torch.load(weights_only=True)``; the only non-tensor
-objects accepted are listed in ``xcit_mm.utils.checkpoint``.
+objects accepted are listed in ``xcit_mm.runtime.checkpoint``.
 """
 import argparse
 import os.path as osp
@@ -27,9 +27,9 @@ import sys
 
 from xcit_mm.models.converters import (convert_checkpoint,
                                        convert_dense_checkpoint)
-from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.cli import run_cli
-from xcit_mm.utils.fileio import atomic_torch_save
+from xcit_mm.runtime.fileio import atomic_torch_save
 
 
 def parse_args(argv=None):

@@ -1,15 +1,9 @@
-"""Training-time components: hooks, loops and optimizer constructors
-(registered in :mod:`xcit_mm.registry`, scope ``xcit_mm``)."""
-from .hooks import *  # noqa: F401,F403
-from .hooks import (AtomicCheckpointHook, CheckpointMatchHook, DINOHook,
-                    KNNEvalHook, NonFiniteLossHook, ResourceMonitorHook)
-from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
-from .optim_wrapper import AutocastOptimWrapper
+"""Task-specific training components (DINO's hook and optimizer
+constructor, the k-NN evaluation hook), registered in
+:mod:`xcit_mm.registry` with the scope ``xcit_mm``. The generic runtime
+(loops, checkpoint and loss hooks, safe loading) is :mod:`xcit_mm.runtime`.
+"""
+from .hooks import DINOHook, KNNEvalHook
 from .optimizers import DINOOptimWrapperConstructor
 
-__all__ = [
-    'AtomicCheckpointHook', 'CheckpointMatchHook', 'DINOHook', 'KNNEvalHook',
-    'NonFiniteLossHook', 'ResourceMonitorHook', 'ResumableEpochBasedTrainLoop',
-    'ResumableIterBasedTrainLoop', 'AutocastOptimWrapper',
-    'DINOOptimWrapperConstructor'
-]
+__all__ = ['DINOHook', 'KNNEvalHook', 'DINOOptimWrapperConstructor']

@@ -57,7 +57,7 @@ class CheckpointError(XCiTMMError, RuntimeError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that asks to build objects outside the allow-list of
-    :func:`xcit_mm.utils.checkpoint.safe_load` (refused; nothing runs)."""
+    :func:`xcit_mm.runtime.checkpoint.safe_load` (refused; nothing runs)."""
 
 
 class CheckpointMismatchError(CheckpointError, ValueError):

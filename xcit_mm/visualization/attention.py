@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   ImageLoadError, InputShapeError,
                                   MissingFileError)

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 import torch
 from mmengine.logging import MMLogger
 
-from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.errors import CheckpointMismatchError
 from xcit_mm.utils.state_dict import (compare_state_dicts, strip_prefix,
                                       unwrap_checkpoint)
@@ -38,7 +38,7 @@ class _OfficialConfig:
 
 
 def load_official(filename: str):
-    """:func:`~xcit_mm.utils.checkpoint.safe_load` that also reads the yacs
+    """:func:`~xcit_mm.runtime.checkpoint.safe_load` that also reads the yacs
     config of official classification files (as an inert dict)."""
     with torch.serialization.safe_globals([(_OfficialConfig,
                                             'yacs.config.CfgNode')]):

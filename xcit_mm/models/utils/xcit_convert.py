@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from mmengine.logging import MMLogger
 
-from xcit_mm.utils.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.errors import CheckpointMismatchError, MissingFileError
 from xcit_mm.utils.state_dict import (compare_state_dicts,
                                       strip_common_prefixes, strip_prefix,

@@ -6,7 +6,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 
 from xcit_mm.registry import HOOKS
-from xcit_mm.utils.fileio import atomic_write
+from xcit_mm.runtime.fileio import atomic_write
 
 
 @HOOKS.register_module()
@@ -21,7 +21,7 @@ class AtomicCheckpointHook(CheckpointHook):
     pointer is rewritten leaves an empty pointer. This hook:
 
     1. writes the new checkpoint atomically (temporary file + rename,
-       through :class:`xcit_mm.utils.fileio.AtomicLocalBackend`, which
+       through :class:`xcit_mm.runtime.fileio.AtomicLocalBackend`, which
        importing xcit_mm installs);
     2. then replaces ``last_checkpoint`` atomically;
     3. only then deletes the checkpoints beyond ``max_keep_ckpts``.

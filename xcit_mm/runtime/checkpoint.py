@@ -88,7 +88,7 @@ def _allow_listed(filename: str) -> Iterator[None]:
         if 'global' in msg.lower():  # a refused import, not a broken file
             raise UnsafeCheckpointError(
                 f'Refused to load {filename!r}: it pickles objects outside '
-                'the allow-list of xcit_mm.utils.checkpoint, which could run '
+                'the allow-list of xcit_mm.runtime.checkpoint, which could run '
                 'code. If you trust the file, convert it in a separate '
                 f'process. Details: {_unsupported_global(msg)}') from None
         raise CheckpointError(
