@@ -8,11 +8,12 @@ mmengine 0.10.7 then fails to resume. Rather than switching safety off,
 load. Anything else that a pickle names (e.g. ``os.system``) is refused with
 :class:`~xcit_mm.utils.errors.UnsafeCheckpointError`.
 
-:func:`use_safe_checkpoint_loading` is the one process-wide change: it makes
-mmengine's checkpoint loaders for local files and ``http(s)://`` URLs (used
-by ``Runner.resume``, ``load_checkpoint`` and
-``init_cfg=dict(type='Pretrained')``) read through the allow-list.
-``import xcit_mm`` calls it.
+:func:`safe_loading` makes mmengine's checkpoint loaders for local files
+and ``http(s)://`` URLs (used by ``Runner.resume``, ``load_checkpoint`` and
+``init_cfg=dict(type='Pretrained')``) read through the allow-list for the
+duration of a ``with`` block, and puts mmengine's own loaders back after
+it. :class:`xcit_mm.Runner` runs ``train()``, ``val()`` and ``test()``
+inside it; importing xcit_mm changes nothing.
 """
 import argparse
 import contextlib
@@ -50,8 +51,10 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
     ``ndarray.tofile``), so only those lookups are allowed.
     """
     from mmengine.logging.history_buffer import HistoryBuffer
+
+    from xcit_mm.runtime.mmengine_private import history_buffer_statistics
     allowed = {'min', 'max', 'current', 'mean',
-               *HistoryBuffer._statistics_methods}
+               *history_buffer_statistics()}
     if obj is HistoryBuffer and name in allowed:
         return getattr(obj, name)
     raise pickle.UnpicklingError(
@@ -158,21 +161,24 @@ def _load_from_http(filename: str, map_location=None, model_dir=None,
     return checkpoint
 
 
-def use_safe_checkpoint_loading() -> None:
-    """Route mmengine's loading of local files and of ``http(s)://`` URLs
-    through the allow-list of :func:`safe_load`.
+@contextlib.contextmanager
+def safe_loading() -> Iterator[None]:
+    """Within the block, mmengine reads local files and ``http(s)://`` URLs
+    with :func:`safe_load`'s allow-list; afterwards its own loaders are back.
 
-    This is the one process-wide change that ``import xcit_mm`` makes to
-    checkpoint loading; calling it again does nothing. ``torchvision://``,
-    ``open-mmlab://`` and ``mmcls://`` keep mmengine's own loader, which on
-    torch >= 2.6 also reads with ``weights_only=True``, without the
-    allow-list.
+    ``torchvision://``, ``open-mmlab://`` and ``mmcls://`` keep mmengine's
+    loaders. Nesting is allowed (the inner block changes nothing).
     """
-    from mmengine.runner.checkpoint import CheckpointLoader
-    if CheckpointLoader._schemes.get('') is not _load_from_local:
-        CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local,
-                                         force=True)
-    if CheckpointLoader._schemes.get('http://') is not _load_from_http:
-        CheckpointLoader.register_scheme(
-            prefixes=('http://', 'https://'), loader=_load_from_http,
-            force=True)
+    from mmengine.runner import CheckpointLoader
+
+    from xcit_mm.runtime.mmengine_private import (checkpoint_loaders,
+                                                  restore_checkpoint_loaders)
+    saved = checkpoint_loaders()
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local,
+                                     force=True)
+    CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
+                                     loader=_load_from_http, force=True)
+    try:
+        yield
+    finally:
+        restore_checkpoint_loaders(saved)

@@ -5,16 +5,16 @@ mmengine 0.10.7 writes a checkpoint with ``open(path, 'wb').write(...)``
 file under the final name. :class:`AtomicLocalBackend` writes to a temporary
 file in the same folder, flushes and fsyncs it, then renames it over the
 target (``os.replace`` is atomic on POSIX and Windows): a reader sees the old
-file or the complete new one, never a part. Importing ``xcit_mm`` registers
-it as mmengine's ``'local'`` backend (:func:`install_atomic_local_backend`),
-so ``Runner.save_checkpoint``, ``mmengine.dump`` and every hook that writes
-through ``get_file_backend`` are atomic. The ``last_checkpoint`` pointer and
-the order of deleting old checkpoints are fixed in
-:class:`xcit_mm.engine.AtomicCheckpointHook`.
+file or the complete new one, never a part. It is an mmengine file backend
+named :data:`ATOMIC_BACKEND`, chosen per writer with
+``backend_args=dict(backend='xcit_mm_atomic_local')``; mmengine's ``'local'``
+backend is left as it is. :class:`xcit_mm.AtomicCheckpointHook` saves through
+it, writes the ``last_checkpoint`` pointer atomically and deletes old
+checkpoints only after both.
 
-:func:`find_resume_checkpoint` is what ``tools/train.py --resume auto``
-uses: the newest *complete* checkpoint of a work dir, skipping (with a
-warning) a missing, truncated or corrupt one.
+:func:`find_resume_checkpoint` is what :class:`xcit_mm.Runner` resumes from
+when ``resume=True`` names no file: the newest *complete* checkpoint of a
+work dir, skipping (with a warning) a missing, truncated or corrupt one.
 """
 import glob
 import io
@@ -100,16 +100,19 @@ class AtomicLocalBackend(LocalBackend):
         atomic_write(obj, filepath, encoding=encoding)
 
 
-def install_atomic_local_backend() -> None:
-    """Make :class:`AtomicLocalBackend` mmengine's backend for local paths.
+#: The backend name of :class:`AtomicLocalBackend` for ``backend_args``.
+ATOMIC_BACKEND = 'xcit_mm_atomic_local'
 
-    Uses mmengine's public ``register_backend(..., force=True)``; backends
-    for other prefixes (``s3://``, ``http://``) are untouched.
-    """
+
+def register_atomic_backend() -> str:
+    """Add :class:`AtomicLocalBackend` to mmengine's file backends under the
+    name :data:`ATOMIC_BACKEND` (no URI prefix, so no path picks it by
+    itself) and return that name. Nothing else changes; calling it again
+    does nothing."""
     from mmengine.fileio.backends import backends, register_backend
-    if backends.get('local') is not AtomicLocalBackend:
-        register_backend('local', AtomicLocalBackend, force=True,
-                         prefixes='')
+    if backends.get(ATOMIC_BACKEND) is not AtomicLocalBackend:
+        register_backend(ATOMIC_BACKEND, AtomicLocalBackend)
+    return ATOMIC_BACKEND
 
 
 def _pid_alive(pid: int) -> bool:

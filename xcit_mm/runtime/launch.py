@@ -1,5 +1,9 @@
-"""Launch helpers shared by tools/train.py and tools/test.py."""
+"""Starting the process group where mmengine's launcher cannot: on the CPU
+(gloo) and after a torchrun restart. :class:`xcit_mm.Runner` calls
+:func:`launch` from its ``setup_env``; tools that build no Runner
+(``knn_eval.py``) call :func:`setup_cpu_distributed`."""
 import os
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -21,36 +25,32 @@ def cpu_requested() -> bool:
     return torch.version.cuda is None and torch.version.hip is None
 
 
-def setup_cpu_distributed(cfg: Config) -> bool:
-    """Make ``--launcher pytorch`` work on the CPU, when that is asked for.
+def launch(launcher: str, env_cfg: dict) -> dict:
+    """Start the process group of a ``launcher`` run where mmengine's own
+    launcher would fail, and return the ``env_cfg`` to use.
 
     mmengine 0.10.7's pytorch launcher calls ``torch.cuda.set_device``
     unconditionally and its Runner wraps the model in DDP with
     ``device_ids=[LOCAL_RANK]``; both fail on the CPU. Without a usable
     GPU this starts the process group itself with the ``gloo`` backend
     (from torchrun's environment; mmengine then skips its own
-    initialisation) and builds DDP with ``device_ids=None`` -- but only
+    initialisation) and the returned ``env_cfg`` says gloo -- but only
     when CPU training is explicit (:func:`cpu_requested`): with a CUDA
     build of torch a missing GPU is a fault of the node (driver, cgroup,
     ``CUDA_VISIBLE_DEVICES``), and training on the CPU instead would be
     silent, slow and, with SyncBN configs, a crash later on; a
-    :class:`ConfigError` says so at once. On a GPU machine it does nothing.
-
-    Args:
-        cfg (Config): The config; ``cfg.launcher`` must already be set.
-
-    Returns:
-        bool: Whether the CPU setup was applied.
+    :class:`ConfigError` says so at once. On a GPU it only handles a
+    torchrun restart (:func:`init_restarted_process_group`).
     """
-    launcher = cfg.get('launcher', 'none')
+    env_cfg = dict(env_cfg or {})
     if launcher == 'none':
-        return False
+        return env_cfg
     if torch.cuda.is_available():
-        init_restarted_process_group(cfg, 'nccl')
-        return False
+        init_restarted_process_group(launcher, env_cfg, 'nccl')
+        return env_cfg
     if not cpu_requested():
         raise ConfigError(
-            f'--launcher {launcher} found no usable GPU, although torch '
+            f'The launcher {launcher!r} found no usable GPU, although torch '
             f'{torch.__version__} was built for CUDA {torch.version.cuda} '
             f'(CUDA_VISIBLE_DEVICES={os.environ.get("CUDA_VISIBLE_DEVICES")!r}'
             '). Distributed training does not fall back to the CPU '
@@ -59,37 +59,54 @@ def setup_cpu_distributed(cfg: Config) -> bool:
             'the CPU (gloo) on purpose; configs with SyncBN '
             "(sync_bn='torch', the dense ones) need GPUs.")
     if launcher != 'pytorch':
-        raise RuntimeError(
-            f'--launcher {launcher} without a GPU is not supported; use '
-            'tools/dist_train.sh (torchrun, --launcher pytorch) for '
-            'multi-process CPU runs.')
-    if not init_restarted_process_group(cfg, 'gloo') and \
+        raise ConfigError(
+            f'The launcher {launcher!r} without a GPU is not supported; '
+            "multi-process CPU runs use launcher='pytorch' under torchrun.")
+    if not init_restarted_process_group(launcher, env_cfg, 'gloo') and \
             not dist.is_initialized():
         dist.init_process_group(
             backend='gloo', rank=int(os.environ['RANK']),
-            world_size=int(os.environ['WORLD_SIZE']), **_timeout(cfg))
-    env_cfg = dict(cfg.get('env_cfg') or {})
+            world_size=int(os.environ['WORLD_SIZE']), **_timeout(env_cfg))
     env_cfg['dist_cfg'] = dict(env_cfg.get('dist_cfg') or {},
                                backend='gloo')
-    cfg.env_cfg = env_cfg
-    wrapper = cfg.get('model_wrapper_cfg') or dict(
-        type='MMDistributedDataParallel',
-        broadcast_buffers=False,
-        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    return env_cfg
+
+
+def cpu_ddp_wrapper(model_wrapper_cfg: Optional[dict],
+                    find_unused_parameters: bool = False) -> dict:
+    """The model wrapper config of a CPU process group: mmengine's default
+    DDP wrapper (or the given one) with ``device_ids=None``."""
+    wrapper = dict(model_wrapper_cfg or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=find_unused_parameters))
     wrapper['device_ids'] = None  # CPU module: DDP takes no device ids
-    cfg.model_wrapper_cfg = wrapper
+    return wrapper
+
+
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """:func:`launch` for a program that builds no Runner: updates
+    ``cfg.env_cfg`` and, on the CPU, ``cfg.model_wrapper_cfg``; returns
+    whether the CPU process group is used."""
+    launcher = cfg.get('launcher', 'none')
+    cfg.env_cfg = launch(launcher, cfg.get('env_cfg') or {})
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    cfg.model_wrapper_cfg = cpu_ddp_wrapper(
+        cfg.get('model_wrapper_cfg'), cfg.get('find_unused_parameters',
+                                              False))
     return True
 
 
-def _timeout(cfg: Config) -> dict:
-    timeout = (cfg.get('env_cfg') or {}).get('dist_cfg', {}).get('timeout')
+def _timeout(env_cfg: dict) -> dict:
+    timeout = ((env_cfg or {}).get('dist_cfg') or {}).get('timeout')
     if timeout is None:
         return {}
     import datetime
     return dict(timeout=datetime.timedelta(seconds=timeout))
 
 
-def init_restarted_process_group(cfg: Config, default_backend: str) -> bool:
+def init_restarted_process_group(launcher: str, env_cfg: dict,
+                                 default_backend: str) -> bool:
     """Start the process group of a process that torchrun restarted.
 
     After a failure (``--max-restarts``) torchrun starts new processes that
@@ -105,16 +122,15 @@ def init_restarted_process_group(cfg: Config, default_backend: str) -> bool:
         bool: Whether the process group was started here.
     """
     restart = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0) or 0)
-    if restart == 0 or dist.is_initialized() or \
-            cfg.get('launcher', 'none') != 'pytorch':
+    if restart == 0 or dist.is_initialized() or launcher != 'pytorch':
         return False
-    backend = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get(
+    backend = ((env_cfg or {}).get('dist_cfg') or {}).get(
         'backend', default_backend)
     if default_backend == 'gloo':
         backend = 'gloo'
     if backend != 'gloo':
         torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
-    kwargs = _timeout(cfg)
+    kwargs = _timeout(env_cfg)
     world_size = int(os.environ['WORLD_SIZE'])
     rank = int(os.environ['RANK'])
     # the agent serves the store (static rendezvous), else rank 0 does

@@ -54,11 +54,14 @@ from mmengine.dataset import InfiniteSampler
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
-from mmengine.runner.loops import (BaseLoop, _InfiniteDataloaderIterator,
-                                   calc_dynamic_intervals)
+from mmengine.runner import BaseLoop
 from torch.utils.data import DataLoader
 
 from xcit_mm.registry import LOOPS
+from xcit_mm.runtime.mmengine_private import \
+    dynamic_intervals as _dynamic_intervals
+from xcit_mm.runtime.mmengine_private import (infinite_iterator,
+                                              set_dataloader_attr)
 
 
 def get_rng_state() -> Dict[str, Any]:
@@ -218,10 +221,10 @@ def install_skippable_batch_sampler(
     if bs is None or getattr(dataloader, '_iterator', None) is not None:
         return None
     wrapper = SkippableBatchSampler(bs, seed)
-    object.__setattr__(dataloader, 'batch_sampler', wrapper)
+    set_dataloader_attr(dataloader, 'batch_sampler', wrapper)
     if seed is not None:
-        object.__setattr__(dataloader, 'dataset',
-                           SeededDataset(dataloader.dataset))
+        set_dataloader_attr(dataloader, 'dataset',
+                            SeededDataset(dataloader.dataset))
     return wrapper
 
 
@@ -230,9 +233,14 @@ def _build_dataloader(runner, dataloader: Union[DataLoader, Dict]):
     before any iterator exists)."""
     if not isinstance(dataloader, dict):
         return dataloader
-    diff_rank_seed = runner._randomness_cfg.get('diff_rank_seed', False)
+    diff_rank_seed = _diff_rank_seed(runner)
     return runner.build_dataloader(dataloader, seed=runner.seed,
                                    diff_rank_seed=diff_rank_seed)
+
+
+def _diff_rank_seed(runner) -> bool:
+    return bool((runner.cfg.get('randomness') or {}).get('diff_rank_seed',
+                                                         False))
 
 
 class _PositionSeeding:
@@ -241,7 +249,7 @@ class _PositionSeeding:
     def _setup_seeding(self, seed_samples: bool) -> None:
         seed = self.runner.seed
         self._seed = None if seed is None else int(seed)
-        diff = self.runner._randomness_cfg.get('diff_rank_seed', False)
+        diff = _diff_rank_seed(self.runner)
         self._rank_key = get_rank() if diff else 0
         self._skipper = install_skippable_batch_sampler(
             self.dataloader, self._seed if seed_samples else None)
@@ -259,7 +267,7 @@ class ResumableEpochBasedTrainLoop(_PositionSeeding, EpochBasedTrainLoop):
 
     A drop-in replacement: ``train_cfg = dict(type=
     'xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=N, val_interval=1)``
-    (``tools/train.py`` uses it for every ``by_epoch=True`` config). Pair it
+    (xcit_mm's epoch-based schedules name it). Pair it
     with an iteration checkpoint for crash recovery, e.g.
     ``custom_hooks = [dict(type='xcit_mm.AtomicCheckpointHook',
     by_epoch=False, interval=1000, max_keep_ckpts=1)]``. See the module
@@ -367,6 +375,7 @@ class ResumableIterBasedTrainLoop(_PositionSeeding, IterBasedTrainLoop):
                  val_interval: int = 1000,
                  dynamic_intervals: Optional[List[Tuple[int, int]]] = None,
                  seed_samples: bool = True) -> None:
+        dynamic = dynamic_intervals
         # IterBasedTrainLoop.__init__ minus its iterator, which run()
         # creates at the resumed position (an iterator made now would load
         # batches from the start and fix the sampler of persistent workers)
@@ -385,7 +394,7 @@ class ResumableIterBasedTrainLoop(_PositionSeeding, IterBasedTrainLoop):
                 self.dataloader.dataset.metainfo
         self.dataloader_iterator = None
         self.dynamic_milestones, self.dynamic_intervals = \
-            calc_dynamic_intervals(self.val_interval, dynamic_intervals)
+            _dynamic_intervals(self.val_interval, dynamic)
         self._setup_seeding(seed_samples)
 
     def _sampler(self) -> Any:
@@ -404,9 +413,7 @@ class ResumableIterBasedTrainLoop(_PositionSeeding, IterBasedTrainLoop):
             sampler.set_epoch(passes)
         if self._skipper is not None:
             self._skipper.skip = done
-        self.dataloader_iterator = _InfiniteDataloaderIterator(
-            self.dataloader)
-        self.dataloader_iterator._epoch = passes
+        self.dataloader_iterator = infinite_iterator(self.dataloader, passes)
         if self._skipper is not None:
             self._skipper.skip = 0
         elif done:  # no batch sampler to position: read the batches

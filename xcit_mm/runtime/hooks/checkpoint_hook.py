@@ -6,7 +6,7 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 
 from xcit_mm.registry import HOOKS
-from xcit_mm.runtime.fileio import atomic_write
+from xcit_mm.runtime.fileio import atomic_write, register_atomic_backend
 
 
 @HOOKS.register_module()
@@ -21,15 +21,22 @@ class AtomicCheckpointHook(CheckpointHook):
     pointer is rewritten leaves an empty pointer. This hook:
 
     1. writes the new checkpoint atomically (temporary file + rename,
-       through :class:`xcit_mm.runtime.fileio.AtomicLocalBackend`, which
-       importing xcit_mm installs);
+       through :class:`xcit_mm.runtime.fileio.AtomicLocalBackend`: the
+       default ``backend_args`` name it);
     2. then replaces ``last_checkpoint`` atomically;
     3. only then deletes the checkpoints beyond ``max_keep_ckpts``.
 
     At every instant the pointer names a complete file. Same arguments as
-    ``CheckpointHook``; ``tools/train.py`` swaps ``type='CheckpointHook'``
-    for it.
+    ``CheckpointHook``; ``backend_args`` defaults to the atomic local
+    backend (pass another, e.g. for ``s3://``, to write elsewhere).
+    xcit_mm's runtime bases (``configs/_base_/default_runtime.py``) use it
+    as ``default_hooks.checkpoint``.
     """
+
+    def __init__(self, *args, backend_args=None, **kwargs) -> None:
+        if backend_args is None and kwargs.get('file_client_args') is None:
+            backend_args = dict(backend=register_atomic_backend())
+        super().__init__(*args, backend_args=backend_args, **kwargs)
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         to_remove = []

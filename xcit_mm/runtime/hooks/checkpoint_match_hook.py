@@ -64,7 +64,7 @@ class CheckpointMatchHook(Hook):
         report = compare_state_dicts(model.state_dict(), ckpt_sd)
         n_model = len(report['loaded']) + len(report['missing']) + len(
             report['mismatched'])
-        resuming = getattr(runner, '_resume', False)
+        resuming = bool(runner.cfg.get('resume', False))
         strict = self.mode == 'strict' or resuming
         ok = (not report['missing'] and not report['mismatched']) if strict \
             else len(report['loaded']) >= self.min_loaded_ratio * n_model

@@ -1,0 +1,117 @@
+"""Every use of mmengine's (and torch's) private internals, in one place.
+
+``requirements/runtime.txt`` allows a range of mmengine releases. Everything
+else in xcit_mm goes through public API; what cannot is here, each with the
+reason mmengine offers no public way, and each checked by
+``tests/test_runtime/test_mmengine_private.py``, which fails as soon as an
+mmengine (or torch) release changes what is relied on. An upgrade is then
+one file to audit.
+
+The resumable loops additionally subclass mmengine's loops and read their
+``_epoch`` / ``_iter`` / ``_max_iters`` counters (the public ``epoch`` /
+``iter`` properties are read-only, and ``Runner.resume`` itself writes
+these names); the atomic checkpoint hook overrides
+``CheckpointHook._save_checkpoint_with_step`` (the only place where the
+order of save, pointer and deletion is decided). Both are checked by the
+same test file.
+"""
+from typing import Any, Callable, Dict, Tuple
+
+from mmengine.hooks import CheckpointHook
+from mmengine.runner import CheckpointLoader
+from mmengine.runner import loops as _loops
+
+#: Private names relied on, for the test and for the count in the docs.
+PRIVATE_NAMES: Tuple[str, ...] = (
+    'mmengine.runner.CheckpointLoader._schemes',
+    'mmengine.runner.loops._InfiniteDataloaderIterator',
+    'mmengine.runner.loops._InfiniteDataloaderIterator._epoch',
+    'mmengine.runner.loops.calc_dynamic_intervals',
+    'mmengine.runner.BaseLoop._epoch / _iter / _max_iters (subclassed)',
+    'mmengine.hooks.CheckpointHook._save_checkpoint_with_step (overridden)',
+    'mmengine.logging.HistoryBuffer._statistics_methods',
+    'mmengine.registry.Registry._children',
+    'torch.utils.data.DataLoader.__setattr__ guard (object.__setattr__)',
+)
+
+#: The loop counters the resumable loops read and set (see module doc).
+LOOP_COUNTERS = ('_epoch', '_iter', '_max_iters', '_max_epochs')
+
+#: Overridden by ``xcit_mm.AtomicCheckpointHook``.
+CHECKPOINT_HOOK_SAVE = '_save_checkpoint_with_step'
+assert hasattr(CheckpointHook, CHECKPOINT_HOOK_SAVE)
+
+
+def checkpoint_loaders() -> Dict[str, Callable]:
+    """A copy of mmengine's prefix -> loader table.
+
+    Reason: :func:`xcit_mm.runtime.safe_loading` registers its loaders with
+    the public ``CheckpointLoader.register_scheme`` and must put the previous
+    ones back afterwards; mmengine has no public getter for them.
+    """
+    return dict(CheckpointLoader._schemes)
+
+
+def restore_checkpoint_loaders(saved: Dict[str, Callable]) -> None:
+    """Put back a table returned by :func:`checkpoint_loaders` (keeping
+    mmengine's longest-prefix-first order)."""
+    CheckpointLoader._schemes.clear()
+    CheckpointLoader._schemes.update(saved)
+
+
+def infinite_iterator(dataloader: Any, passes: int) -> Any:
+    """mmengine's endless data-loader iterator, at pass ``passes``.
+
+    Reason: ``IterBasedTrainLoop`` builds this iterator in ``__init__`` (at
+    pass 0, loading batches at once); the resumable loop needs the same
+    iterator made later, at the resumed pass, and mmengine exports neither
+    the class nor a setter for its pass counter.
+    """
+    iterator = _loops._InfiniteDataloaderIterator(dataloader)
+    iterator._epoch = passes
+    return iterator
+
+
+def dynamic_intervals(val_interval: int, dynamic: Any) -> Tuple[list, list]:
+    """mmengine's ``calc_dynamic_intervals``.
+
+    Reason: the resumable iteration loop replaces
+    ``IterBasedTrainLoop.__init__`` (which would start the iterator) and
+    must compute the validation milestones exactly as mmengine does.
+    """
+    return _loops.calc_dynamic_intervals(val_interval, dynamic)
+
+
+def history_buffer_statistics() -> set:
+    """The statistics method names that ``HistoryBuffer`` pickles as
+    ``getattr(HistoryBuffer, name)``.
+
+    Reason: the safe checkpoint loader allows exactly these ``getattr``
+    lookups while unpickling a message hub, and mmengine keeps the list
+    private.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    return set(HistoryBuffer._statistics_methods)
+
+
+def registry_children(registry: Any) -> list:
+    """The child registries of ``registry``.
+
+    Reason: "did you mean" suggestions for an unknown ``type`` search every
+    scope (mmpretrain, mmdet, xcit_mm ...); mmengine exposes only a search
+    by scope name (``_search_child``, private too), not the list.
+    """
+    return list(registry._children.values())
+
+
+def set_dataloader_attr(dataloader: Any, name: str, value: Any) -> None:
+    """Set ``batch_sampler`` or ``dataset`` of a DataLoader that has no
+    iterator yet.
+
+    Reason: torch's ``DataLoader.__setattr__`` refuses these names after
+    construction, as a guard against changing them under a live iterator;
+    the resumable loops wrap them before any iterator exists.
+    """
+    assert getattr(dataloader, '_iterator', None) is None, \
+        'the data loader is already iterated'
+    object.__setattr__(dataloader, name, value)

@@ -1,0 +1,93 @@
+"""``runner_type='xcit_mm.Runner'``: mmengine's Runner with xcit_mm's runtime
+for the run it builds, and for nothing else in the process."""
+import logging
+import os
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+from mmengine.runner import Runner as MMEngineRunner
+
+from xcit_mm.registry import RUNNERS
+from xcit_mm.runtime.checkpoint import safe_loading
+from xcit_mm.runtime.fileio import find_resume_checkpoint
+from xcit_mm.runtime.launch import cpu_ddp_wrapper, launch
+
+
+@RUNNERS.register_module()
+class Runner(MMEngineRunner):
+    """mmengine's :class:`~mmengine.runner.Runner`, plus:
+
+    - **safe checkpoint loading** while ``train()``, ``val()`` and ``test()``
+      run: ``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``
+      and every ``load_checkpoint`` read local files and ``http(s)://`` URLs
+      with ``torch.load(weights_only=True)`` and a small allow-list
+      (:func:`xcit_mm.runtime.safe_loading`), which makes resuming work on
+      torch >= 2.6 and refuses a file that asks to run code. mmengine's own
+      loaders are put back when the call returns;
+    - **resume from the newest complete checkpoint**: ``resume=True`` with
+      ``load_from=None`` resumes from the newest *complete* checkpoint of
+      the work dir (a truncated or corrupt one is skipped with a warning;
+      mmengine takes whatever ``last_checkpoint`` names); with none, the
+      run starts from scratch (or from ``load_from``) and says so;
+    - **torchrun restarts**: a process that torchrun restarted
+      (``TORCHELASTIC_RESTART_COUNT > 0``) resumes by itself from the newest
+      complete checkpoint of the work dir;
+    - **CPU process groups**: ``launcher='pytorch'`` without a GPU starts a
+      gloo process group and wraps the model in DDP with
+      ``device_ids=None``, when CPU runs are asked for with
+      ``XCIT_MM_CPU=1`` (or torch has no CUDA); see
+      :func:`xcit_mm.runtime.launch.launch`.
+
+    Every tool that honours ``runner_type`` builds it (mmpretrain's,
+    mmdet's, mmseg's and xcit_mm's ``tools/train.py``); the runtime bases
+    under ``configs/_base_/`` set it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        work_dir = kwargs.get('work_dir')
+        restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0) or 0)
+        if restarted and work_dir and not kwargs.get('resume'):
+            print_log(f'Restarted by torchrun (restart {restarted}): '
+                      'resuming.', logger='current')
+            found = find_resume_checkpoint(work_dir)
+            if found is not None:
+                kwargs.update(resume=True, load_from=found)
+        elif kwargs.get('resume') and kwargs.get('load_from') is None:
+            found = find_resume_checkpoint(work_dir) if work_dir else None
+            if found is not None:
+                kwargs['load_from'] = found
+                print_log(f'Resuming from {found}.', logger='current')
+            else:
+                kwargs['resume'] = False
+                print_log(
+                    'resume=True: no complete checkpoint in the work dir '
+                    f'{work_dir}, so training starts from scratch.',
+                    logger='current', level=logging.WARNING)
+        super().__init__(*args, **kwargs)
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """mmengine's setup, after :func:`~xcit_mm.runtime.launch.launch`
+        has started the process group where mmengine's launcher cannot."""
+        super().setup_env(launch(self.launcher, env_cfg))
+
+    def wrap_model(self, model_wrapper_cfg, model: nn.Module) -> nn.Module:
+        """mmengine's wrapping; in a CPU process group, DDP without device
+        ids."""
+        if self.distributed and not torch.cuda.is_available():
+            model_wrapper_cfg = cpu_ddp_wrapper(
+                model_wrapper_cfg, self.cfg.get('find_unused_parameters',
+                                                False))
+        return super().wrap_model(model_wrapper_cfg, model)
+
+    def train(self) -> nn.Module:
+        with safe_loading():
+            return super().train()
+
+    def val(self) -> dict:
+        with safe_loading():
+            return super().val()
+
+    def test(self) -> dict:
+        with safe_loading():
+            return super().test()
