@@ -76,15 +76,17 @@ def tiny_train_cfg(data_root: str, max_epochs: int = 3,
                    extra_hooks=(), num_workers: int = 0) -> dict:
     """A config for tools/train.py: XCiT with drop path, random crops and
     flips (so the RNG state matters), AdamW with a per-iteration cosine
-    schedule, an epoch checkpoint and an iteration checkpoint."""
+    schedule, an epoch checkpoint and an iteration checkpoint, and xcit_mm's
+    runtime (as configs/_base_/default_runtime.py names it)."""
     pipeline = [
-        dict(type='LoadImageFromFile'),
+        dict(type='xcit_mm.LoadImageFromFile'),
         dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.5, 1.)),
         dict(type='RandomFlip', prob=0.5, direction='horizontal'),
         dict(type='PackInputs'),
     ]
     return dict(
         default_scope='mmpretrain',
+        runner_type='xcit_mm.Runner',
         custom_imports=dict(imports=['tests.faults'],
                             allow_failed_imports=False),
         model=dict(
@@ -101,17 +103,22 @@ def tiny_train_cfg(data_root: str, max_epochs: int = 3,
             dataset=dict(type='CustomDataset', data_root=data_root,
                          pipeline=pipeline),
             sampler=dict(type='DefaultSampler', shuffle=True)),
-        train_cfg=dict(by_epoch=True, max_epochs=max_epochs),
+        train_cfg=dict(type='xcit_mm.ResumableEpochBasedTrainLoop',
+                       max_epochs=max_epochs),
         optim_wrapper=dict(
             optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05)),
         param_scheduler=[dict(type='CosineAnnealingLR', by_epoch=True,
                               T_max=max_epochs, begin=0, end=max_epochs,
                               convert_to_iter_based=True)],
         default_hooks=dict(
-            checkpoint=dict(type='CheckpointHook', interval=1),
-            logger=dict(type='LoggerHook', interval=1)),
+            checkpoint=dict(type='xcit_mm.AtomicCheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1),
+            nonfinite_loss=dict(type='xcit_mm.NonFiniteLossHook',
+                                action='stop'),
+            checkpoint_match=dict(type='xcit_mm.CheckpointMatchHook',
+                                  mode='finetune')),
         custom_hooks=[
-            dict(type='CheckpointHook', by_epoch=False,
+            dict(type='xcit_mm.AtomicCheckpointHook', by_epoch=False,
                  interval=iter_ckpt_interval, max_keep_ckpts=max_keep_ckpts),
             *extra_hooks
         ],

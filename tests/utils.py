@@ -203,17 +203,19 @@ def cls_config(data_root: str, work_dir: str = None, epochs: int = 2,
     when ``iters`` is given (validation every ``iters // 2``).
     """
     if iters:
-        loop = (f'train_cfg = dict(by_epoch=False, max_iters={iters}, '
-                f'val_interval={iters // 2})\n'
+        loop = ('train_cfg = dict(type="xcit_mm.ResumableIterBasedTrainLoop",'
+                f' max_iters={iters}, val_interval={iters // 2})\n'
                 'log_processor = dict(by_epoch=False)\n'
-                f'checkpoint = dict(type="CheckpointHook", by_epoch=False, '
-                f'interval={iters // 2})')
+                'checkpoint = dict(type="xcit_mm.AtomicCheckpointHook", '
+                f'by_epoch=False, interval={iters // 2})')
     else:
-        loop = (f'train_cfg = dict(by_epoch=True, max_epochs={epochs}, '
-                'val_interval=1)\n'
-                'checkpoint = dict(type="CheckpointHook", interval=1)')
+        loop = ('train_cfg = dict(type="xcit_mm.ResumableEpochBasedTrainLoop",'
+                f' max_epochs={epochs}, val_interval=1)\n'
+                'checkpoint = dict(type="xcit_mm.AtomicCheckpointHook", '
+                'interval=1)')
     return f'''
 default_scope = 'mmpretrain'
+runner_type = 'xcit_mm.Runner'
 work_dir = {work_dir!r}
 model = dict(
     type='ImageClassifier',
@@ -225,13 +227,13 @@ model = dict(
               loss=dict(type='CrossEntropyLoss'), topk=(1, )))
 data_preprocessor = dict(num_classes=2, to_rgb=True, **{NORM!r})
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale={tiny_size}),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='ResizeEdge', scale={tiny_size}, edge='short'),
     dict(type='CenterCrop', crop_size={tiny_size}),
     dict(type='PackInputs'),
@@ -256,7 +258,10 @@ optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=checkpoint,
-    visualization=dict(type='VisualizationHook', enable=False))
+    visualization=dict(type='VisualizationHook', enable=False),
+    nonfinite_loss=dict(type='xcit_mm.NonFiniteLossHook', action='stop'),
+    checkpoint_match=dict(type='xcit_mm.CheckpointMatchHook',
+                          mode='finetune'))
 visualizer = dict(type='UniversalVisualizer',
                   vis_backends=[dict(type='LocalVisBackend')])
 env_cfg = dict(cudnn_benchmark=False, dist_cfg=dict(backend='gloo'))

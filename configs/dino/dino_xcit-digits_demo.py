@@ -64,7 +64,7 @@ global_crop = dict(type='RandomResizedCrop', scale=img_size,
                    crop_ratio_range=(0.6, 1.0), interpolation='bicubic',
                    backend='cv2')
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color'),
+    dict(type='xcit_mm.LoadImageFromFile', color_type='color'),
     dict(type='Resize', scale=(img_size, img_size), interpolation='bicubic'),
     dict(type='MultiView',
          num_views=[1, 1],
@@ -91,7 +91,7 @@ train_dataloader = dict(
 # k-NN evaluation: training images as the memory bank, the held-out split
 # as queries, both with the plain (test) pipeline.
 knn_pipeline = [
-    dict(type='LoadImageFromFile', color_type='color'),
+    dict(type='xcit_mm.LoadImageFromFile', color_type='color'),
     dict(type='Resize', scale=(img_size, img_size), interpolation='bicubic'),
     dict(type='PackInputs'),
 ]
@@ -124,7 +124,8 @@ param_scheduler = [
          eta_min_ratio=10.0, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+train_cfg = dict(
+    type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 custom_hooks = [
     # a faster teacher (0.99 -> 1) for a run of 690 iterations; the
     # prototypes train from the start (DINO freezes them for one epoch; the
@@ -137,7 +138,7 @@ custom_hooks = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs,
+    checkpoint=dict(interval=max_epochs,
                     max_keep_ckpts=1, save_best=None),
 )
 env_cfg = dict(cudnn_benchmark=False)

@@ -35,8 +35,7 @@ model = dict(
 sync_bn = 'torch'
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=3,
-                    save_best=None))
+    checkpoint=dict(interval=10, max_keep_ckpts=3, save_best=None))
 # the weighted k-NN of the teacher every 50 epochs (add it in the custom
 # hooks of a run: it extracts features of the whole training set)
 knn_hook = dict(type='xcit_mm.KNNEvalHook', interval=50,

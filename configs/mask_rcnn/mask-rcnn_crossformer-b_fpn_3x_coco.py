@@ -3,7 +3,7 @@ _base_ = [
     '../_base_/models/mask-rcnn_crossformer-s_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     '../_base_/schedules/crossformer-det_adamw_3x.py',
-    'mmdet::_base_/default_runtime.py'
+    '../_base_/runtime_mmdet.py'
 ]
 # 2 images per GPU on 8 GPUs, as the official runs
 train_dataloader = dict(batch_size=2)

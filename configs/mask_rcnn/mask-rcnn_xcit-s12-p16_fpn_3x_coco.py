@@ -3,5 +3,5 @@ _base_ = [
     '../_base_/models/mask-rcnn_xcit-s12-p16_fpn.py',
     '../_base_/datasets/coco-instance_detr-aug.py',
     '../_base_/schedules/mask-rcnn_adamw_3x.py',
-    'mmdet::_base_/default_runtime.py'
+    '../_base_/runtime_mmdet.py'
 ]

@@ -1,9 +1,9 @@
 # CrossFormer-L Semantic FPN on ADE20k, 80k iterations (official recipe).
 _base_ = [
     '../_base_/models/fpn_crossformer-s.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k.py',
     '../_base_/schedules/crossformer-fpn_adamw-poly_80k.py',
-    'mmseg::_base_/default_runtime.py'
+    '../_base_/runtime_mmseg.py'
 ]
 # 4 images per GPU on 8 GPUs, as the official runs
 train_dataloader = dict(batch_size=4)

@@ -1,9 +1,9 @@
 # XCiT-S12/16 Semantic FPN on ADE20k, 80k iterations (official XCiT recipe).
 _base_ = [
     '../_base_/models/fpn_xcit-s12-p16.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k.py',
     '../_base_/schedules/xcit-seg_adamw-poly_80k.py',
-    'mmseg::_base_/default_runtime.py'
+    '../_base_/runtime_mmseg.py'
 ]
 # 2 images per GPU on 8 GPUs, as the official runs
 train_dataloader = dict(batch_size=2)

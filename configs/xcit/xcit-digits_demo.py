@@ -32,14 +32,14 @@ data_preprocessor = dict(
     num_classes=10, mean=[85.0], std=[100.0], to_rgb=False)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile', color_type='grayscale'),
+    dict(type='xcit_mm.LoadImageFromFile', color_type='grayscale'),
     dict(type='Resize', scale=(img_size, img_size), interpolation='bicubic'),
     # shifts of up to 3 px (< 1 original pixel); no flips for digits
     dict(type='RandomCrop', crop_size=img_size, padding=3, pad_val=0),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', color_type='grayscale'),
+    dict(type='xcit_mm.LoadImageFromFile', color_type='grayscale'),
     dict(type='Resize', scale=(img_size, img_size), interpolation='bicubic'),
     dict(type='PackInputs'),
 ]
@@ -84,14 +84,15 @@ param_scheduler = [
 ]
 # The held-out split is only watched during training (every 5 epochs); the
 # final, last-epoch model is what tools/test.py evaluates (no selection).
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=5)
+train_cfg = dict(
+    type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+    val_interval=5)
 val_cfg = dict()
 test_cfg = dict()
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs,
-                    max_keep_ckpts=1, save_best=None),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_best=None),
 )
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0, deterministic=False)

@@ -8,7 +8,7 @@ import torch
 from mmengine.config import Config
 
 from tests.utils import load_tool
-from xcit_mm.utils.amp import select_amp_dtype
+from xcit_mm.cli.amp import select_amp_dtype
 
 
 @pytest.fixture

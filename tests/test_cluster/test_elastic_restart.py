@@ -26,7 +26,7 @@ def _config(root, name, data, *hooks):
                               T_max=MAX_ITERS, begin=0, end=MAX_ITERS)],
         log_processor=dict(by_epoch=False))
     cfg['default_hooks']['checkpoint'] = dict(
-        type='CheckpointHook', by_epoch=False, interval=MAX_ITERS)
+        type='xcit_mm.AtomicCheckpointHook', by_epoch=False, interval=MAX_ITERS)
     return write_config(str(root / f'{name}.py'), cfg)
 
 

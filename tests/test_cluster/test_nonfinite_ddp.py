@@ -18,7 +18,7 @@ def test_nan_on_one_rank_stops_both(tmp_path):
                                   action='stop', interval=2),
                              dict(type='TestNaNInputOnRankHook',
                                   iteration=3, rank=1)])
-    cfg['default_hooks']['checkpoint'] = dict(type='CheckpointHook',
+    cfg['default_hooks']['checkpoint'] = dict(type='xcit_mm.AtomicCheckpointHook',
                                               interval=100)
     path = write_config(str(tmp_path / 'nan.py'), cfg)
     work = str(tmp_path / 'work')

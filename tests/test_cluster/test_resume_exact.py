@@ -11,7 +11,7 @@ import hashlib
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+from xcit_mm.runtime import Runner
 
 from tests.utils import TINY_ARCH, make_image_folder
 

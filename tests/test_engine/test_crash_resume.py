@@ -69,7 +69,7 @@ def runs(tmp_path_factory):
                  *hooks]
         c = tiny_train_cfg(data, extra_hooks=extra)
         # checkpoints: every 3 iterations, keep 1; epoch_3.pth at the end
-        c['default_hooks']['checkpoint'] = dict(type='CheckpointHook',
+        c['default_hooks']['checkpoint'] = dict(type='xcit_mm.AtomicCheckpointHook',
                                                 interval=100)
         return write_config(str(root / f'{name}.py'), c)
 

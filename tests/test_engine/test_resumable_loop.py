@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+from xcit_mm.runtime import Runner
 
 from tests.utils import TINY_ARCH, make_image_folder
 from xcit_mm.runtime.loops import (SkippableBatchSampler, get_rng_state,

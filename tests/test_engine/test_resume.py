@@ -1,6 +1,12 @@
-"""Resume with the real mmengine Runner on torch >= 2.6 (weights_only
-default), through xcit_mm's safe checkpoint loader."""
+"""Resume on torch >= 2.6 (weights_only default) with the Runner a config
+names (``runner_type='xcit_mm.Runner'``: mmengine's Runner reading
+checkpoints through xcit_mm's allow-list), and without it (mmengine's
+Runner, untouched by ``import xcit_mm``, refuses its own checkpoint)."""
+import pickle
+
+import pytest
 import torch
+from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from tests.utils import TINY_ARCH
@@ -20,6 +26,7 @@ def tiny_cls_cfg(data_root: str, work_dir: str, max_epochs: int = 2) -> dict:
         sampler=dict(type='DefaultSampler', shuffle=True))
     return dict(
         default_scope='mmpretrain',
+        runner_type='xcit_mm.Runner',
         work_dir=work_dir,
         model=dict(
             type='ImageClassifier',
@@ -44,14 +51,20 @@ def tiny_cls_cfg(data_root: str, work_dir: str, max_epochs: int = 2) -> dict:
 
 def test_resume_round_trip(image_folder, tmp_path):
     full_dir = str(tmp_path / 'full')
-    full = Runner.from_cfg(tiny_cls_cfg(image_folder, full_dir))
+    full = RUNNERS.build(tiny_cls_cfg(image_folder, full_dir))
     full.train()
     # The same run, stopped after epoch 1 ...
     part_dir = str(tmp_path / 'part')
-    part = Runner.from_cfg(tiny_cls_cfg(image_folder, part_dir, max_epochs=1))
+    part = RUNNERS.build(tiny_cls_cfg(image_folder, part_dir, max_epochs=1))
     part.train()
     # ... and resumed from its epoch-1 checkpoint (torch.load weights_only).
-    resumed = Runner.from_cfg(
+    # mmengine's own Runner (no runner_type) cannot read it on torch >= 2.6
+    plain = Runner.from_cfg(dict(
+        tiny_cls_cfg(image_folder, str(tmp_path / 'plain')), resume=True,
+        load_from=f'{part_dir}/epoch_1.pth'))
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        plain.train()
+    resumed = RUNNERS.build(
         dict(tiny_cls_cfg(image_folder, part_dir), resume=True,
              load_from=f'{part_dir}/epoch_1.pth'))
     resumed.train()

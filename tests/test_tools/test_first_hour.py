@@ -17,7 +17,7 @@ from mmengine.config import Config, ConfigDict
 
 from tests.utils import (REPO, explain, load_config, load_tool,
                          make_split_folders, run_tool, tiny_dense_config)
-from xcit_mm.utils.config_checks import check_cfg_options
+from xcit_mm.cli.config_checks import check_cfg_options
 from xcit_mm.utils.errors import ConfigError, ImageLoadError
 
 DEMO = 'configs/xcit/xcit-digits_demo.py'

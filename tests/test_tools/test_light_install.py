@@ -13,7 +13,7 @@ import pytest
 from mmengine.config import Config
 
 from tests.utils import REPO, explain, run_tool
-from xcit_mm.utils.config_checks import check_task_stack
+from xcit_mm.cli.config_checks import check_task_stack
 from xcit_mm.utils.errors import MissingDependencyError
 
 MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_xcit-t12-p16_fpn_1x_coco.py'

@@ -30,7 +30,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DATASETS, VISUALIZERS, init_default_scope
 
-from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.cli import add_config_args, load_config, run_cli
 from xcit_mm.utils.errors import ConfigError
 
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')

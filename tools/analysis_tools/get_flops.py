@@ -39,7 +39,7 @@ import os
 import os.path as osp
 import sys
 
-from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.cli import add_config_args, load_config, run_cli
 
 
 def parse_args(argv=None):

@@ -16,7 +16,7 @@ on one H100-class GPU, well under 8), printing a table and writing JSON:
   floor per dtype);
 - **train**: 20 AMP iterations (6 with ``--cpu``; bf16 where the GPU
   computes it natively, else fp16 with a GradScaler:
-  ``xcit_mm.utils.amp.select_amp_dtype``) on
+  ``xcit_mm.cli.amp.select_amp_dtype``) on
   synthetic data of the S12/16 classifier (224 px, batch 64) and of the
   S12/8 backbone + ``XCiTMultiScaleNeck`` at 800 x 1344 (batch 2, the Mask
   R-CNN regime), with and without ``with_cp``: loss, img/s (iterations
@@ -203,7 +203,7 @@ class _DenseModel(torch.nn.Module):
 
 
 def _train_run(name, build, make_batch, loss_fn, device, iters, batch):
-    from xcit_mm.utils.amp import select_amp_dtype
+    from xcit_mm.cli.amp import select_amp_dtype
     dtype_name = select_amp_dtype(device)
     dtype = DTYPES['bf16' if dtype_name == 'bfloat16' else 'fp16']
     torch.manual_seed(0)
@@ -328,7 +328,7 @@ def check_bench(device, cpu: bool) -> List[Dict]:
 # -------------------------------------------------------------------- misc
 def check_misc(device, cpu: bool) -> List[Dict]:
     from xcit_mm.models.backbones import XCiT
-    from xcit_mm.utils.amp import select_amp_dtype
+    from xcit_mm.cli.amp import select_amp_dtype
     from xcit_mm.visualization.attention import compute_attention
     rows = []
     model = XCiT(arch=dict(embed_dims=32, depth=2, num_heads=2),

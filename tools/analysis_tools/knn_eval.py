@@ -25,7 +25,7 @@ import os.path as osp
 
 from mmengine.config import Config
 
-from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.cli import add_config_args, load_config, run_cli
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   MissingFileError)
 from xcit_mm.utils.state_dict import (compare_state_dicts,

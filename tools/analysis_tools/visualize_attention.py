@@ -43,7 +43,7 @@ import sys
 import mmcv
 import numpy as np
 
-from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.cli import add_config_args, load_config, run_cli
 from xcit_mm.utils.errors import ConfigError
 from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
                                              compute_attention,

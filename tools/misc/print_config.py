@@ -12,7 +12,7 @@ reliability defaults (see its docstring).
 import argparse
 import sys
 
-from xcit_mm.utils.cli import add_config_args, load_config, run_cli
+from xcit_mm.cli import add_config_args, load_config, run_cli
 
 
 def parse_args(argv=None):

@@ -19,7 +19,7 @@ import sys
 
 from xcit_mm.models.converters.crossformer import (convert_checkpoint,
                                                    load_official)
-from xcit_mm.utils.cli import run_cli
+from xcit_mm.cli import run_cli
 from xcit_mm.runtime.fileio import atomic_torch_save
 
 

@@ -24,7 +24,7 @@ import argparse
 import os.path as osp
 import sys
 
-from xcit_mm.utils.cli import run_cli
+from xcit_mm.cli import run_cli
 from xcit_mm.utils.errors import ConfigError
 from xcit_mm.runtime.fileio import atomic_torch_save
 

@@ -1,5 +1,6 @@
 """``runner_type='xcit_mm.Runner'``: mmengine's Runner with xcit_mm's runtime
 for the run it builds, and for nothing else in the process."""
+import contextlib
 import logging
 import os
 
@@ -28,8 +29,11 @@ class Runner(MMEngineRunner):
     - **resume from the newest complete checkpoint**: ``resume=True`` with
       ``load_from=None`` resumes from the newest *complete* checkpoint of
       the work dir (a truncated or corrupt one is skipped with a warning;
-      mmengine takes whatever ``last_checkpoint`` names); with none, the
-      run starts from scratch (or from ``load_from``) and says so;
+      mmengine takes whatever ``last_checkpoint`` names), and with none
+      starts from scratch and says so. ``resume='auto'`` does the same but
+      keeps ``load_from`` as the starting point when there is nothing to
+      resume (a fine-tuning run that may be restarted). ``resume=True``
+      with a ``load_from`` resumes from that file, as in mmengine;
     - **torchrun restarts**: a process that torchrun restarted
       (``TORCHELASTIC_RESTART_COUNT > 0``) resumes by itself from the newest
       complete checkpoint of the work dir;
@@ -45,26 +49,35 @@ class Runner(MMEngineRunner):
     """
 
     def __init__(self, *args, **kwargs) -> None:
-        work_dir = kwargs.get('work_dir')
+        kwargs['resume'], kwargs['load_from'] = self._resume_point(
+            kwargs.get('work_dir'), kwargs.get('resume', False),
+            kwargs.get('load_from'))
+        #: Whether this run resumes (public: what mmengine keeps private).
+        self.resuming = bool(kwargs['resume'])
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def _resume_point(work_dir, resume, load_from):
+        """``(resume, load_from)`` for mmengine: the newest complete
+        checkpoint of the work dir where one is asked for."""
         restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0) or 0)
-        if restarted and work_dir and not kwargs.get('resume'):
+        if restarted and not resume:
             print_log(f'Restarted by torchrun (restart {restarted}): '
                       'resuming.', logger='current')
-            found = find_resume_checkpoint(work_dir)
-            if found is not None:
-                kwargs.update(resume=True, load_from=found)
-        elif kwargs.get('resume') and kwargs.get('load_from') is None:
+            resume = 'auto'
+        if resume == 'auto' or (resume and load_from is None):
             found = find_resume_checkpoint(work_dir) if work_dir else None
             if found is not None:
-                kwargs['load_from'] = found
                 print_log(f'Resuming from {found}.', logger='current')
-            else:
-                kwargs['resume'] = False
-                print_log(
-                    'resume=True: no complete checkpoint in the work dir '
-                    f'{work_dir}, so training starts from scratch.',
-                    logger='current', level=logging.WARNING)
-        super().__init__(*args, **kwargs)
+                return True, found
+            start = ('from load_from=' + str(load_from)
+                     if resume == 'auto' and load_from else 'from scratch')
+            print_log(
+                f'No complete checkpoint to resume from in the work dir '
+                f'{work_dir}, so training starts {start}.',
+                logger='current', level=logging.WARNING)
+            return False, load_from if resume == 'auto' else None
+        return bool(resume), load_from
 
     def setup_env(self, env_cfg: dict) -> None:
         """mmengine's setup, after :func:`~xcit_mm.runtime.launch.launch`
@@ -80,14 +93,28 @@ class Runner(MMEngineRunner):
                                                 False))
         return super().wrap_model(model_wrapper_cfg, model)
 
+    #: ``'train'``, ``'val'`` or ``'test'`` while that call runs, else None
+    #: (:class:`~xcit_mm.runtime.CheckpointMatchHook` is strict outside
+    #: training).
+    phase = None
+
+    @contextlib.contextmanager
+    def _running(self, phase: str):
+        self.phase = phase
+        try:
+            with safe_loading():
+                yield
+        finally:
+            self.phase = None
+
     def train(self) -> nn.Module:
-        with safe_loading():
+        with self._running('train'):
             return super().train()
 
     def val(self) -> dict:
-        with safe_loading():
+        with self._running('val'):
             return super().val()
 
     def test(self) -> dict:
-        with safe_loading():
+        with self._running('test'):
             return super().test()

@@ -3,7 +3,7 @@
 Every exception that xcit_mm raises because of the user's input (a config,
 a data set, a checkpoint, an image) derives from :class:`XCiTMMError` and
 carries a message that names the problem and the fix. The tools print such
-errors as one paragraph and exit with status 1 (:mod:`xcit_mm.utils.cli`);
+errors as one paragraph and exit with status 1 (:mod:`xcit_mm.cli`);
 any other exception is a bug and keeps its traceback.
 
 Each class also derives from the built-in exception a caller would expect

@@ -7,7 +7,7 @@ _base_ = './imagenet_bs128_xcit_224.py'
 
 train_dataloader = dict(sampler=dict(type='DefaultSampler', shuffle=True))
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),

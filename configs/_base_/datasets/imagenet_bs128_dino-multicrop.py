@@ -38,7 +38,7 @@ blur = dict(type='GaussianBlur', magnitude_range=(0.1, 2.0),
 solarize = dict(type='Solarize', thr=128, prob=0.2)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='MultiView',
          num_views=[1, 1, num_local_views],
          transforms=[
@@ -64,7 +64,7 @@ train_dataloader = dict(
 # DINO's eval_knn transform, bicubic resize of the short side to 256 and a
 # centre crop of 224.
 knn_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),

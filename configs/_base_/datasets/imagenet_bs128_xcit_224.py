@@ -15,7 +15,7 @@ bgr_mean = data_preprocessor['mean'][::-1]
 bgr_std = data_preprocessor['std'][::-1]
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow',
          interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -34,7 +34,7 @@ train_pipeline = [
 ]
 # Full-crop evaluation (crop ratio 1.0): short side to 224, centre crop 224.
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='ResizeEdge', scale=224, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),

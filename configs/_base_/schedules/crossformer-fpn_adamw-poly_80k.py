@@ -15,3 +15,7 @@ param_scheduler = [
 # total batch 32 = 8 GPUs x 4 images; `tools/train.py --auto-scale-lr`
 # scales the lr to another total batch
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+# resumes at iteration N without reading N batches, and exactly
+train_cfg = dict(type='xcit_mm.ResumableIterBasedTrainLoop')
+# mmseg keeps the checkpoint hook in its schedules: atomic saves
+default_hooks = dict(checkpoint=dict(type='xcit_mm.AtomicCheckpointHook'))

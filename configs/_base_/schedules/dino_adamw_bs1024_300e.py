@@ -33,7 +33,8 @@ param_scheduler = [
          eta_min_ratio=10.0, by_epoch=True, begin=0, end=max_epochs,
          convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs)
+train_cfg = dict(
+    type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 auto_scale_lr = dict(base_batch_size=1024)
 
 custom_hooks = [

@@ -38,7 +38,9 @@ param_scheduler = [
          convert_to_iter_based=True),
 ]
 
-train_cfg = dict(by_epoch=True, max_epochs=400, val_interval=1)
+train_cfg = dict(
+    type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=400,
+    val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 

@@ -7,5 +7,6 @@ optim_wrapper = dict(optimizer=dict(lr=5e-6 * 512 / 512, weight_decay=1e-8))
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0, by_epoch=True, begin=0, end=30)
 ]
-train_cfg = dict(by_epoch=True, max_epochs=30, val_interval=1)
+train_cfg = dict(
+    type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=30, val_interval=1)
 auto_scale_lr = dict(base_batch_size=512)

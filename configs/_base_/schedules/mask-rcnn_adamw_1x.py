@@ -22,3 +22,5 @@ param_scheduler = [
 # total batch 16 = 8 GPUs x 2 images; `tools/train.py --auto-scale-lr`
 # scales the lr to another total batch
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# resumes exactly, also in the middle of an epoch
+train_cfg = dict(type='xcit_mm.ResumableEpochBasedTrainLoop')

@@ -29,3 +29,5 @@ train_cfg = dict(
     type='xcit_mm.ResumableIterBasedTrainLoop', max_iters=80000,
     val_interval=8000)
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+# mmseg keeps the checkpoint hook in its schedules: atomic saves
+default_hooks = dict(checkpoint=dict(type='xcit_mm.AtomicCheckpointHook'))

@@ -33,14 +33,14 @@ model = dict(
         init_cfg=dict(type='Normal', layer='Linear', std=0.01, bias=0.)),
 )
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=224, backend='pillow',
          interpolation='bilinear'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='xcit_mm.LoadImageFromFile'),
     dict(type='ResizeEdge', scale=256, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=224),
@@ -61,7 +61,9 @@ param_scheduler = [
     dict(type='CosineAnnealingLR', eta_min=0., by_epoch=True, begin=0,
          end=max_epochs, convert_to_iter_based=True),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=max_epochs, val_interval=1)
+train_cfg = dict(
+    type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=max_epochs,
+    val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
 auto_scale_lr = dict(base_batch_size=1024)

@@ -25,11 +25,14 @@ class CheckpointMatchHook(Hook):
     ``after_load_checkpoint``, before the weights are copied, and raises
     :class:`CheckpointMismatchError` with the counts, examples and the fix:
 
-    - ``mode='strict'`` (``tools/test.py``, and every resume): each model
-      tensor must be in the checkpoint with its shape;
-    - ``mode='finetune'`` (``load_from`` in ``tools/train.py``): at least
-      ``min_loaded_ratio`` of the model's tensors must load (a new head of
-      another size is fine); the rest is logged.
+    - ``mode='strict'``: each model tensor must be in the checkpoint with
+      its shape;
+    - ``mode='finetune'`` (the runtime bases' setting): at least
+      ``min_loaded_ratio`` of the model's tensors must load (``load_from``
+      for fine-tuning: a new head of another size is fine); the rest is
+      logged. A resume, and a checkpoint loaded by
+      :class:`xcit_mm.Runner`'s ``val()`` or ``test()``, are checked as in
+      ``'strict'``.
 
     Args:
         mode (str): ``'strict'`` or ``'finetune'``. Defaults to ``'strict'``.
@@ -64,8 +67,11 @@ class CheckpointMatchHook(Hook):
         report = compare_state_dicts(model.state_dict(), ckpt_sd)
         n_model = len(report['loaded']) + len(report['missing']) + len(
             report['mismatched'])
-        resuming = bool(runner.cfg.get('resume', False))
-        strict = self.mode == 'strict' or resuming
+        resuming = getattr(runner, 'resuming', None)
+        if resuming is None:  # mmengine's Runner: what the config says
+            resuming = bool(runner.cfg.get('resume', False))
+        testing = getattr(runner, 'phase', None) in ('val', 'test')
+        strict = self.mode == 'strict' or resuming or testing
         ok = (not report['missing'] and not report['mismatched']) if strict \
             else len(report['loaded']) >= self.min_loaded_ratio * n_model
         summary = describe_comparison(report)
@@ -74,7 +80,7 @@ class CheckpointMatchHook(Hook):
                 runner.logger.warning(f'Checkpoint vs model: {summary}.')
             return
         what = 'resume from' if resuming else (
-            'evaluate' if self.mode == 'strict' else 'fine-tune from')
+            'evaluate' if strict else 'fine-tune from')
         raise CheckpointMismatchError(
             f'The checkpoint does not match the model ({summary}), so there '
             f'is nothing sound to {what}: it is probably a checkpoint of '

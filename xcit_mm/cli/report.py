@@ -4,7 +4,7 @@ Every tool that reads a config adds the same options with
 :func:`add_config_args` (``--cfg-options``, ``--allow-new-keys``,
 ``--debug``) and reads it with :func:`load_config`, which checks that the
 file exists and checks the ``--cfg-options`` keys
-(:func:`xcit_mm.utils.config_checks.check_cfg_options`) before merging them.
+(:func:`xcit_mm.cli.config_checks.check_cfg_options`) before merging them.
 
 :func:`run_cli` wraps a tool's ``main``. An exception caused by the input
 (:class:`xcit_mm.utils.errors.XCiTMMError`, and the few *library* errors
@@ -178,7 +178,7 @@ def load_config(args: Any, path: Optional[str] = None):
     """
     from mmengine.config import Config
 
-    from xcit_mm.utils.config_checks import check_cfg_options
+    from xcit_mm.cli.config_checks import check_cfg_options
     path = path or args.config
     if not osp.isfile(path):
         raise MissingFileError(f'The config file {path} does not exist '

@@ -463,7 +463,7 @@ def apply_common_args(cfg: Any, args: Any) -> Any:
     First checks that the environment can run the config
     (:func:`check_task_stack`). Sets ``cfg.launcher`` and ``work_dir`` from
     ``--work-dir``, else ``./work_dirs/<config name>``. (``--cfg-options``
-    are checked and merged by :func:`xcit_mm.utils.cli.load_config`.)
+    are checked and merged by :func:`xcit_mm.cli.load_config`.)
     """
     check_task_stack(cfg, f'The config {args.config}')
     cfg.launcher = args.launcher
