@@ -498,7 +498,7 @@ def convert_tiny_timm_backbone(dst: str, patch_size: int = 16,
     """
     import timm.models.xcit
 
-    from xcit_mm.models.utils import to_xcit_mm
+    from xcit_mm.models.backbones.xcit_convert import to_xcit_mm
     arch = TINY_DENSE_BACKBONE['arch']
     timm_model = randomize_(timm.models.xcit.Xcit(
         patch_size=patch_size, embed_dim=arch['embed_dims'],

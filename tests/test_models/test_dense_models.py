@@ -14,7 +14,6 @@ from mmseg.registry import MODELS as MMSEG_MODELS
 from mmseg.structures import SegDataSample
 
 from tests.utils import REPO, convert_tiny_timm_backbone, tiny_dense_config
-from xcit_mm.models.utils import load_pretrained_backbone
 
 MASK_RCNN = 'configs/mask_rcnn/mask-rcnn_xcit-s12-p{}_fpn_1x_coco.py'
 UPERNET = 'configs/upernet/upernet_xcit-s12-p{}_8xb2-160k_ade20k-512x512.py'
@@ -108,8 +107,7 @@ def test_converted_backbone_only_checkpoint_loads(config, patch, converted):
     for k, v in own.items():
         torch.testing.assert_close(v, timm_backbone[k], msg=k)
     # the checked loader's own counts
-    counts = load_pretrained_backbone(model.backbone, path,
-                                      prefix='backbone.')
+    counts = model.backbone.load_pretrained(path, prefix='backbone.')
     assert counts['loaded'] == len(own) > 50
     assert counts['missing'] == counts['unexpected'] == 0
     assert counts['skipped_classification_only'] == 0  # --backbone-only

@@ -58,8 +58,8 @@ def test_train_then_test(task, data, tmp_path):
     run_ok('tools/train.py', cfg_file, '--work-dir', work)
     log = open(glob.glob(f'{work}/*/*.log')[0]).read()
     assert (f'Loaded pretrained CrossFormer from {data["ckpt"]}: '
-            f'format=backbone, loaded={data["n_tensors"]}, missing=0, '
-            'unexpected=0') in log
+            f'loaded={data["n_tensors"]}, missing=0, unexpected=0, '
+            'skipped_classification_only=0, format=backbone') in log
     val = last_metrics(glob.glob(f'{work}/*/vis_data/scalars.json'), keys)
     check_metrics(val, keys)
     test_dir = str(tmp_path / 'test')

@@ -24,8 +24,8 @@ import torch
 
 from tests.utils import (REPO, load_tool, make_ade, make_coco, randomize_,
                          tiny_dense_config)
-from xcit_mm.models.converters import (build_model_from_config,
-                                       convert_dense_checkpoint)
+from xcit_mm.models.backbones.xcit_convert import (build_model_from_config,
+                                                   convert_dense_checkpoint)
 from xcit_mm.models.backbones import XCiT
 from xcit_mm.utils.errors import CheckpointMismatchError, ConfigError
 

@@ -12,8 +12,8 @@
 ``compare`` (default): timm's ``xcit_*`` classifier and xcit_mm's
 (mmpretrain ``ImageClassifier`` with the ``xcit_mm.XCiT`` backbone, built
 from ``configs/_base_/models/xcit-s12-p16.py``) with the **same weights**
-(timm's converted by ``xcit_mm.models.utils.to_xcit_mm``; their logits are
-compared before timing). Each measures
+(timm's converted by ``xcit_mm.models.backbones.xcit_convert.to_xcit_mm``;
+their logits are compared before timing). Each measures
 
 - a training step: forward, cross-entropy, backward, AdamW step (the same
   optimizer for every model: fused where the device supports it);
@@ -326,7 +326,7 @@ def same_weight_models(args, arch: dict, stem: Optional[str],
                        names: List[str]) -> Dict[str, nn.Module]:
     """timm and xcit_mm classifiers with the same (timm-initialised)
     weights, as ``x -> logits`` modules on the CPU in fp32."""
-    from xcit_mm.models.utils import to_xcit_mm
+    from xcit_mm.models.backbones.xcit_convert import to_xcit_mm
     torch.manual_seed(args.seed)
     ref = build_timm_xcit(arch, stem, args.patch, args.num_classes)
     backbone, head, _ = to_xcit_mm(ref.state_dict())

@@ -89,7 +89,7 @@ SEM_FPN = {('t12', 16): 38.1, ('t12', 8): 39.9, ('s12', 16): 43.9,
 #: The official det/seg checkpoints are mmdet 2.x / mmseg 0.x files whose
 #: backbone holds the multi-scale adapter (``backbone.fpn1-4``);
 #: ``xcit2mm.py --config`` maps them onto the configs here
-#: (:mod:`xcit_mm.models.converters.xcit_dense`), so they are listed as
+#: (:mod:`xcit_mm.models.backbones.xcit_convert`), so they are listed as
 #: Weights. False leaves them out (their figures stay, as Results).
 DENSE_WEIGHTS = True
 

@@ -79,7 +79,7 @@ def extract_backbone_state(ckpt: dict, key: Optional[str] = None
     Returns:
         tuple: (backbone dict, head dict, source format).
     """
-    from xcit_mm.models.utils.xcit_convert import to_xcit_mm
+    from xcit_mm.models.backbones.xcit_convert import to_xcit_mm
     return to_xcit_mm(ckpt, key)
 
 
@@ -116,7 +116,7 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
         CheckpointError: An unreadable or unsafe file.
     """
     from xcit_mm.models.backbones.xcit import XCiT
-    from xcit_mm.models.utils.xcit_convert import infer_arch
+    from xcit_mm.models.backbones.xcit_convert import infer_arch
 
     xcit_cfg = find_xcit_cfg(cfg.get('model', cfg))
     if xcit_cfg is None:

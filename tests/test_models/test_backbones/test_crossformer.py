@@ -5,9 +5,8 @@ import torch
 import torch.nn as nn
 
 from xcit_mm.models import CrossFormer
-from xcit_mm.models.backbones.crossformer import (CrossFormerBlock,
-                                                  DynamicPosBias,
-                                                  resolve_arch)
+from xcit_mm.models.backbones.crossformer import resolve_arch
+from xcit_mm.models.layers import CrossFormerBlock, DynamicPosBias
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
 

@@ -10,7 +10,7 @@ from tests.utils import (ARCHS, REPO, TINY_ARCH, randomize_,
                             relative_error, timm_name)
 from xcit_mm.models import XCiT
 from xcit_mm.models.backbones import resolve_arch
-from xcit_mm.models.utils import to_xcit_mm
+from xcit_mm.models.backbones.xcit_convert import to_xcit_mm
 from xcit_mm.utils.errors import ConfigError
 
 PAIRS = [(a, stem, p) for a, stem in ARCHS for p in (16, 8)]

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from xcit_mm.models import CrossFormer
-from xcit_mm.models.backbones.crossformer import DynamicPosBias
-from xcit_mm.models.converters.crossformer import (convert_checkpoint,
-                                                   load_official,
-                                                   load_pretrained_backbone)
+from xcit_mm.models.layers import DynamicPosBias
+from xcit_mm.models.backbones.crossformer_convert import (convert_checkpoint,
+                                                          load_official)
 from xcit_mm.utils.errors import CheckpointMismatchError
 
 V1 = dict(embed_dims=32, depths=(1, 2, 2, 1), num_heads=(1, 2, 4, 8))
@@ -120,7 +119,7 @@ def test_backbone_only_and_classifier_into_dense(tmp_path):
     path = str(tmp_path / 'cls.pth')
     torch.save(dict(model=sd), path)
     dense = CrossFormer(V1, out_indices=(0, 1, 2, 3), final_norm=False)
-    counts = load_pretrained_backbone(dense, path)
+    counts = dense.load_pretrained(path)
     assert counts['skipped_classification_only'] == 4
     assert counts['loaded'] == len(dense.state_dict())
 
@@ -141,7 +140,7 @@ def test_mismatches_raise(tmp_path):
     torch.save(dict(model=sd), path)
     other = CrossFormer(dict(V1, depths=(1, 1, 2, 1)))
     with pytest.raises(CheckpointMismatchError, match='unexpected'):
-        load_pretrained_backbone(other, path)
+        other.load_pretrained(path)
 
 
 def test_cli(tmp_path, capsys):

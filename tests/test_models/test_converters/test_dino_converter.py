@@ -12,7 +12,6 @@ from tests.utils import REPO, TINY_ARCH
 from xcit_mm.models.converters import (convert_dino_backbone,
                                        convert_dino_full_checkpoint,
                                        dino_param_order)
-from xcit_mm.models.utils.xcit_convert import load_pretrained_backbone
 from xcit_mm.utils.errors import CheckpointMismatchError
 
 HEAD = dict(type='xcit_mm.DINOHead', in_channels=32, out_channels=16,
@@ -149,7 +148,7 @@ def test_dino_checkpoint_loads_into_downstream_configs(tmp_path, config):
                                       prefix='teacher.backbone.'))
     backbone_cfg.pop('frozen_stages', None)
     backbone = XCiT(**backbone_cfg)
-    counts = load_pretrained_backbone(backbone, path,
+    counts = backbone.load_pretrained(path,
                                       prefix='teacher.backbone.')
     assert counts['missing'] == 0 and counts['unexpected'] == 0
     assert counts['loaded'] == len(backbone.state_dict())

@@ -9,8 +9,8 @@ from mmengine.runner.checkpoint import load_checkpoint
 from tests.utils import TINY_ARCH, load_tool, randomize_, relative_error
 from tests.test_models.test_backbones.test_xcit import build_classifier
 from xcit_mm.models import XCiT
-from xcit_mm.models.converters import convert_checkpoint
-from xcit_mm.models.utils import to_xcit_mm
+from xcit_mm.models.backbones.xcit_convert import (convert_checkpoint,
+                                                   to_xcit_mm)
 from xcit_mm.utils.errors import CheckpointMismatchError, MissingFileError
 
 
@@ -105,8 +105,7 @@ def test_init_cfg_pretrained_counts_and_dense(tmp_path):
     dense = XCiT(TINY_ARCH, out_type='featmap', out_indices=[1],
                  init_cfg=dict(type='Pretrained', checkpoint=path,
                                prefix='backbone.'))
-    from xcit_mm.models.utils import load_pretrained_backbone
-    counts = load_pretrained_backbone(dense, path, prefix='backbone.')
+    counts = dense.load_pretrained(path, prefix='backbone.')
     assert counts['loaded'] == len(dense.state_dict())
     assert counts['missing'] == 0 and counts['unexpected'] == 0
     assert counts['skipped_classification_only'] > 0

@@ -4,20 +4,17 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmengine.model.weight_init import trunc_normal_
-from torch.utils.checkpoint import checkpoint
 
 from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
                                    PositionalEncodingFourier, XCABlock,
                                    check_impl)
-from xcit_mm.models.utils.arch import (check_patch_size,
-                                       normalize_out_indices,
-                                       transformer_init_)
-from xcit_mm.models.utils.xcit_convert import load_pretrained_backbone
+from xcit_mm.models.utils.arch import check_patch_size, normalize_out_indices
 from xcit_mm.registry import MODELS
-from xcit_mm.utils.errors import ArchError, ConfigError, InputShapeError
+from xcit_mm.utils.errors import ArchError, ConfigError
+
+from .base import TransformerBackbone
+from .xcit_convert import CLS_ONLY, checkpoint_filter_fn
 
 _ARCHS = {
     'nano-12': dict(embed_dims=128, depth=12, num_heads=4, eta=1.0,
@@ -77,7 +74,7 @@ def resolve_arch(arch: Union[str, dict]) -> dict:
 
 
 @MODELS.register_module()
-class XCiT(BaseModule):
+class XCiT(TransformerBackbone):
     """Cross-Covariance Image Transformer, exact to the official model.
 
     `XCiT: Cross-Covariance Image Transformers
@@ -151,6 +148,15 @@ class XCiT(BaseModule):
     ``pos_embed``.
     """
     arch_zoo = _ARCHS
+    family = 'XCiT'
+    converter_tool = 'tools/model_converters/xcit2mm.py'
+    checkpoint_filter = staticmethod(checkpoint_filter_fn)
+    classification_only = CLS_ONLY
+    # fine-tuning may add or drop parts; shapes must match, and at least
+    # half of the tensors must load (the official dense code silently
+    # loaded nothing when the prefix was wrong)
+    pretrained_strict = False
+    min_loaded_ratio = 0.5
 
     def __init__(self,
                  arch: Union[str, dict] = 'small-12',
@@ -168,18 +174,8 @@ class XCiT(BaseModule):
                  impl: str = 'fast',
                  init_cfg: Optional[dict] = None,
                  pretrained: Optional[str] = None):
-        if pretrained is not None:
-            # mmseg's EncoderDecoder hands model.pretrained to the backbone;
-            # mmseg's base configs set it to their ResNet's weights
-            raise ConfigError(
-                f'XCiT got pretrained={pretrained!r}: mmseg passes '
-                '`model.pretrained` to the backbone, and mmseg\'s _base_ '
-                'model configs (e.g. upernet_r50.py) set it to their ResNet '
-                'weights. Set model.pretrained=None in your config (or '
-                '--cfg-options model.pretrained=None) and give XCiT its '
-                "weights with model.backbone.init_cfg=dict(type='Pretrained',"
-                " checkpoint=PATH).")
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(in_channels, frozen_stages, with_cp=with_cp,
+                         init_cfg=init_cfg, pretrained=pretrained)
         self.impl = check_impl(impl)
         self.arch_settings = resolve_arch(arch)
         check_patch_size(patch_size)
@@ -191,10 +187,7 @@ class XCiT(BaseModule):
         self.depth = s['depth']
         self.num_heads = s['num_heads']
         self.patch_size = patch_size
-        self.in_channels = in_channels
         self.out_type = out_type
-        self.with_cp = with_cp
-        self.frozen_stages = frozen_stages
 
         if out_indices is None:
             out_indices = DENSE_OUT_INDICES.get(self.depth, (self.depth - 1, ))
@@ -227,70 +220,30 @@ class XCiT(BaseModule):
             self._freeze_stages()
 
     # ------------------------------------------------------------------ init
-    def init_weights(self) -> None:
-        """Official init, or a checked load of pretrained weights."""
-        if (isinstance(self.init_cfg, dict)
-                and self.init_cfg.get('type') == 'Pretrained'):
-            load_pretrained_backbone(self, self.init_cfg['checkpoint'],
-                                     prefix=self.init_cfg.get('prefix', ''))
-            self._is_init = True
-            return
-        if self.init_cfg is None:
-            self.apply(transformer_init_)
-            if self.with_cls_token:
-                trunc_normal_(self.cls_token, std=.02)
-        super().init_weights()
+    def _init_extra_weights(self) -> None:
+        if self.with_cls_token:
+            trunc_normal_(self.cls_token, std=.02)
 
     # ---------------------------------------------------------------- freeze
-    def _frozen_modules(self) -> List[nn.Module]:
+    def _frozen_modules(self) -> List[Union[nn.Module, nn.Parameter]]:
         if self.frozen_stages < 0:
             return []
         mods = [self.patch_embed, self.pos_embed]
         mods += list(self.blocks[:self.frozen_stages])
         if self.with_cls_token and self.frozen_stages >= self.depth:
-            mods += [*self.cls_attn_blocks, self.norm]
+            mods += [*self.cls_attn_blocks, self.norm, self.cls_token]
         return mods
 
-    def _freeze_stages(self) -> None:
-        for m in self._frozen_modules():
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-        if self.with_cls_token and self.frozen_stages >= self.depth:
-            self.cls_token.requires_grad = False
-
-    def train(self, mode: bool = True) -> 'XCiT':
-        super().train(mode)
-        if mode and self.frozen_stages >= 0:
-            self._freeze_stages()
-        return self
-
     # --------------------------------------------------------------- forward
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise InputShapeError(
-                f'XCiT expects images of shape (B, {self.in_channels}, H, W), '
-                f'got {tuple(x.shape)}. Set in_channels={x.shape[1] if x.dim() == 4 else "?"} '  # noqa: E501
-                'in the backbone config if your data has another number of '
-                'channels.')
-        H, W = x.shape[2:]
+    def _input_step(self) -> Tuple[int, str, str]:
         p = self.patch_size
-        if H < p or W < p:
-            raise InputShapeError(
-                f'XCiT-p{p} needs images of at least {p}x{p} pixels, got '
-                f'{H}x{W}. Resize the input (e.g. the Resize transform in the '
-                'data pipeline) or use patch_size=8.')
-        pad_h, pad_w = (-H) % p, (-W) % p
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))  # zero-pad bottom / right
-        return x
+        return p, f'one {p}x{p} patch', ' or use patch_size=8' * (p > 8)
 
     def _run(self, block: nn.Module, *args):
-        if self.with_cp and self.training and torch.is_grad_enabled():
-            if isinstance(block, XCABlock):  # keeps its BN out of recompute
-                return block(*args, with_cp=True)
-            return checkpoint(block, *args, use_reentrant=False)
-        return block(*args)
+        if (isinstance(block, XCABlock) and self.with_cp and self.training
+                and torch.is_grad_enabled()):
+            return block(*args, with_cp=True)  # keeps its BN out of recompute
+        return super()._run(block, *args)
 
     def forward_tokens(self, x: torch.Tensor):
         """Embed and run the XCA blocks.

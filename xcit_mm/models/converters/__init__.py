@@ -1,14 +1,13 @@
-"""Checked conversions of foreign checkpoints: each builds the model the
-weights are for and requires every key to match it. The command-line
-wrappers are in ``tools/model_converters/``."""
+"""Conversion of official DINO training checkpoints (student, teacher,
+optimizer and schedules) for ``tools/train.py --resume``; the command-line
+wrapper is ``tools/model_converters/dino2mm.py``. The XCiT and CrossFormer
+weight conversions live beside their backbones
+(:mod:`xcit_mm.models.backbones.xcit_convert`,
+:mod:`xcit_mm.models.backbones.crossformer_convert`)."""
 from .dino import (convert_dino_backbone, convert_dino_full_checkpoint,
                    dino_param_order, fast_forward_schedulers)
-from .xcit import convert_checkpoint
-from .xcit_dense import build_model_from_config, convert_dense_checkpoint
 
 __all__ = [
-    'convert_checkpoint', 'convert_dense_checkpoint',
-    'build_model_from_config', 'convert_dino_backbone',
-    'convert_dino_full_checkpoint', 'dino_param_order',
-    'fast_forward_schedulers'
+    'convert_dino_backbone', 'convert_dino_full_checkpoint',
+    'dino_param_order', 'fast_forward_schedulers'
 ]

@@ -24,9 +24,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from xcit_mm.models.converters.xcit import convert_checkpoint
-from xcit_mm.models.utils.xcit_convert import foreign_to_backbone
+from xcit_mm.models.backbones.xcit_convert import (convert_checkpoint,
+                                                   foreign_to_backbone)
 from xcit_mm.utils.errors import CheckpointMismatchError
+from xcit_mm.utils.state_dict import load_checked
 
 BUFFER_SUFFIXES = ('running_mean', 'running_var', 'num_batches_tracked')
 
@@ -134,17 +135,10 @@ def convert_dino_full_checkpoint(ckpt: dict,
                   epoch=int(ckpt.get('epoch', 0)))
     if model is not None:
         expected = model.state_dict()
-        missing = [k for k in expected if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in expected]
-        bad = [k for k in expected if k in state_dict
-               and state_dict[k].shape != expected[k].shape]
-        if missing or unexpected or bad:
-            raise CheckpointMismatchError(
-                'The DINO checkpoint does not fit the model of the config: '
-                f'{len(missing)} missing (e.g. {missing[:3]}), '
-                f'{len(unexpected)} unexpected (e.g. {unexpected[:3]}), '
-                f'{len(bad)} with another shape (e.g. {bad[:3]}). Use the '
-                'config of the same XCiT size, patch size and head.')
+        load_checked(expected, {'state_dict': state_dict},
+                     what='the DINO model of the config',
+                     hint='Use the config of the same XCiT size, patch size '
+                     'and head.')
         report['loaded'] = len(expected)
     optim_state = None
     if optimizer is not None and 'optimizer' in ckpt:

@@ -3,8 +3,8 @@
 Parameter names follow the official checkpoints (``patch_embed.proj.0.0``,
 ``blocks.i.local_mp.bn``, ``cls_attn_blocks.j.attn.qkv`` ...), except that the
 positional encoder is called ``pos_embed`` (as in timm and mmpretrain) instead
-of the official ``pos_embeder``. The converter in
-:mod:`xcit_mm.models.utils.xcit_convert` maps both foreign layouts.
+of the official ``pos_embeder``. The key mapping in
+:mod:`xcit_mm.models.backbones.xcit_convert` reads both foreign layouts.
 
 Shapes use B (batch), N (tokens), C (channels), h (heads), d = C / h
 (channels per head), Hp x Wp (the patch grid).
@@ -29,6 +29,7 @@ from torch.utils.checkpoint import checkpoint
 from xcit_mm.models.utils.arch import check_patch_size
 
 from .fast_xca import is_compiling, xca_fast
+from .mlp import Mlp
 
 #: LayerNorm epsilon used everywhere in XCiT.
 LN_EPS = 1e-6
@@ -222,20 +223,6 @@ class LPI(nn.Module):
             self.act(x)
         x = self.conv2(self.bn(x))
         return x.permute(0, 2, 3, 1).reshape(B, N, C)
-
-
-class Mlp(nn.Module):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout."""
-
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
 def xca_attention(q: torch.Tensor, k: torch.Tensor,

@@ -1,13 +1,29 @@
-"""Official XCiT Mask R-CNN / UperNet / Semantic FPN checkpoints -> xcit_mm,
-checked against the model a config builds
-(``tools/model_converters/xcit2mm.py SRC DST --config CONFIG``).
+"""XCiT checkpoints: the key mapping from the official, timm and DINO
+layouts to xcit_mm's, and the checked conversions that build the model the
+weights are for (``tools/model_converters/xcit2mm.py``).
+
+Layouts (backbone keys; see ``shared/notes/xcit-reference.md``):
+
+- official: ``pos_embeder.*``, fused ``cls_attn_blocks.j.attn.qkv``,
+  ``head.*``; files wrap the weights in ``model`` / ``model_ema``;
+- timm: ``pos_embed.*``, class attention split into ``attn.q/k/v``;
+- DINO (official self-supervised): the official layout without ``head``;
+- xcit_mm: ``pos_embed.*``, fused ``qkv``; classifiers prefix ``backbone.``
+  and name the head ``head.fc``.
+
+:func:`to_xcit_mm` is the mapping (a pure function on state dicts);
+:func:`checkpoint_filter_fn` is the form the backbone's
+``init_cfg=dict(type='Pretrained')`` uses. :func:`convert_checkpoint`
+converts a classifier or backbone file and :func:`convert_dense_checkpoint`
+an official Mask R-CNN / UperNet / Semantic FPN file; both check every key
+with :func:`xcit_mm.utils.state_dict.load_checked`.
 
 The official detection (mmdet 2.11) and segmentation (mmseg 0.11) files
 differ from the models of ``configs/mask_rcnn``, ``configs/upernet`` and
 ``configs/sem_fpn`` in three places only:
 
 - the backbone uses the official XCiT names (``backbone.pos_embeder.*``),
-  mapped by :func:`~xcit_mm.models.utils.xcit_convert.foreign_to_backbone`;
+  mapped by :func:`foreign_to_backbone`;
 - the multi-scale adapter lives inside the backbone
   (``backbone.fpn1.*``, ``backbone.fpn2.*``; ``fpn3`` / ``fpn4`` have no
   weights), where xcit_mm has the neck :class:`XCiTMultiScaleNeck`: ``neck``
@@ -34,17 +50,162 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 
 from xcit_mm.models.necks.xcit_neck import XCiTMultiScaleNeck
-from xcit_mm.models.utils.xcit_convert import (CLS_ONLY, foreign_to_backbone,
-                                              infer_arch)
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   MissingFileError)
-from xcit_mm.utils.state_dict import (compare_state_dicts,
-                                      strip_common_prefixes, unwrap_checkpoint)
+from xcit_mm.utils.state_dict import (check_classifier, load_checked,
+                                      strip_common_prefixes, strip_prefix,
+                                      unwrap_checkpoint)
 
-__all__ = ['convert_dense_checkpoint', 'official_dense_to_mm',
-           'build_model_from_config', 'detect_dense_format',
-           'describe_model']
+__all__ = [
+    'CLS_ONLY', 'detect_format', 'foreign_to_backbone', 'to_xcit_mm',
+    'checkpoint_filter_fn', 'infer_arch', 'convert_checkpoint',
+    'convert_dense_checkpoint', 'official_dense_to_mm',
+    'build_model_from_config', 'detect_dense_format', 'describe_model'
+]
 
+#: Keys that exist only in classification mode (not in a dense backbone).
+CLS_ONLY = re.compile(r'^(cls_token|cls_attn_blocks\.|norm\.|head\.)')
+
+def detect_format(sd: Dict) -> str:
+    """``'xcit_mm'`` (classifier), ``'official'``, ``'timm'`` or
+    ``'xcit_mm_backbone'``."""
+    keys = list(sd)
+    if any(k.startswith('backbone.') for k in keys):
+        return 'xcit_mm'
+    if any(k.startswith('pos_embeder.') for k in keys):
+        return 'official'
+    if any(re.match(r'cls_attn_blocks\.\d+\.attn\.q\.', k) for k in keys):
+        return 'timm'
+    if any(k.startswith('pos_embed.token_projection') for k in keys):
+        # no head-free way to tell timm from xcit_mm without class attention
+        return 'xcit_mm_backbone'
+    raise CheckpointMismatchError(
+        'This is not an XCiT checkpoint: none of the XCiT keys '
+        '(pos_embeder.*, pos_embed.token_projection.*, backbone.*) is '
+        f'present. First keys: {keys[:5]}')
+
+
+def foreign_to_backbone(sd: Dict) -> Tuple[Dict, Dict]:
+    """Official / timm / DINO weights -> (backbone dict, head dict).
+
+    The head dict uses mmpretrain's ``fc.weight`` / ``fc.bias`` names.
+    """
+    backbone, head = OrderedDict(), OrderedDict()
+    split_qkv = {}
+    for k, v in sd.items():
+        if k.startswith('head.'):
+            head['fc.' + k[len('head.'):]] = v
+            continue
+        k = k.replace('pos_embeder.', 'pos_embed.', 1)
+        m = re.match(r'(cls_attn_blocks\.\d+\.attn\.)([qkv])\.(weight|bias)$',
+                     k)
+        if m:  # timm splits class-attention qkv: fuse it back
+            split_qkv.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = v
+            continue
+        backbone[k] = v
+    for (prefix, kind), parts in split_qkv.items():
+        if set(parts) != {'q', 'k', 'v'}:
+            raise KeyError(f'{prefix}{{q,k,v}}.{kind}: found only '
+                           f'{sorted(parts)}; the checkpoint is incomplete.')
+        backbone[f'{prefix}qkv.{kind}'] = torch.cat(
+            [parts['q'], parts['k'], parts['v']], dim=0)
+    return backbone, head
+
+
+def to_xcit_mm(ckpt: dict, key: Optional[str] = None) -> Tuple[Dict, Dict,
+                                                                str]:
+    """Any supported checkpoint -> (backbone dict, head dict, source format).
+
+    Both dicts are unprefixed (``blocks.0...``, ``fc.weight``). A model
+    saved with a ``backbone.`` prefix whose backbone keys are in the
+    official or timm layout (a DINO training checkpoint's ``teacher``) is
+    converted too.
+
+    Args:
+        ckpt (dict): A loaded checkpoint.
+        key (str, optional): The entry of ``ckpt`` to read (see
+            :func:`~xcit_mm.utils.state_dict.unwrap_checkpoint`).
+    """
+    sd = strip_common_prefixes(unwrap_checkpoint(ckpt, key))
+    fmt = detect_format(sd)
+    if fmt == 'xcit_mm':
+        backbone = strip_prefix(sd, 'backbone.', keep_others=False)
+        head = strip_prefix(sd, 'head.', keep_others=False)
+        if detect_format(backbone) in ('official', 'timm'):
+            backbone, _ = foreign_to_backbone(backbone)
+            fmt = 'official'
+        return backbone, head, fmt
+    if fmt == 'xcit_mm_backbone':
+        return dict(sd), {}, fmt
+    backbone, head = foreign_to_backbone(sd)
+    return backbone, head, fmt
+
+
+def infer_arch(backbone: Dict) -> dict:
+    """Read the architecture off the weight shapes.
+
+    Returns ``dict(arch=dict(embed_dims, depth, num_heads), patch_size)``.
+    ``tokens_norm`` and ``eta`` hold no weights and cannot be inferred.
+    """
+    try:
+        embed_dims = backbone['pos_embed.token_projection.weight'].shape[0]
+        num_heads = backbone['blocks.0.attn.temperature'].shape[0]
+    except KeyError as e:
+        raise CheckpointMismatchError(
+            f'Cannot infer the XCiT arch: {e} is missing.') from None
+    depth = 1 + max(
+        int(m.group(1)) for k in backbone
+        for m in [re.match(r'blocks\.(\d+)\.', k)] if m)
+    patch_size = 16 if 'patch_embed.proj.6.0.weight' in backbone else 8
+    return dict(
+        arch=dict(embed_dims=int(embed_dims), depth=depth,
+                  num_heads=int(num_heads)),
+        patch_size=patch_size)
+
+
+def checkpoint_filter_fn(state_dict: Dict) -> Tuple[Dict, str]:
+    """Any supported XCiT state dict -> (the backbone's keys, with the
+    classifier head as ``head.fc.*``, source format): the key mapping of
+    :meth:`XCiT.load_pretrained <xcit_mm.models.XCiT.load_pretrained>`."""
+    backbone, head, fmt = to_xcit_mm(state_dict)
+    backbone.update((f'head.{k}', v) for k, v in head.items())
+    return backbone, fmt
+
+
+def convert_checkpoint(ckpt: dict, backbone_only: bool = False,
+                       key: Optional[str] = None) -> Tuple[Dict, dict]:
+    """Convert a loaded checkpoint into an xcit_mm state dict, checked.
+
+    The architecture is read off the weight shapes, an XCiT of that
+    architecture is built, and every key must match it exactly.
+
+    Args:
+        ckpt (dict): A loaded official / timm / DINO / xcit_mm checkpoint.
+        backbone_only (bool): Keep only what a dense (det/seg) backbone has:
+            no class token, class attention, final norm or head.
+        key (str, optional): Wrapper entry to read (e.g. ``'model_ema'``).
+
+    Returns:
+        tuple: ``{'backbone.*': ..., 'head.fc.*': ...}`` and a report dict
+        with the source format, the architecture and the counts.
+
+    Raises:
+        CheckpointMismatchError: keys missing from or unexpected in the
+            checkpoint, or of another shape.
+    """
+    from .xcit import XCiT  # (xcit.py imports this module)
+    backbone, head, fmt = to_xcit_mm(ckpt, key)
+    arch = infer_arch(backbone)
+    model = XCiT(arch=arch['arch'], patch_size=arch['patch_size'],
+                 out_type='featmap' if backbone_only else 'cls_token')
+    state_dict, counts = check_classifier(
+        model.state_dict(), backbone, head, backbone_only=backbone_only,
+        classification_only=CLS_ONLY,
+        what=f'an XCiT {arch} (read as {fmt})')
+    return state_dict, dict(source_format=fmt, arch=arch, **counts)
+
+
+# ------------------------------------------------- detection / segmentation
 #: The official adapter's modules, inside the backbone.
 OFFICIAL_ADAPTER = re.compile(r'^backbone\.fpn[1-4]\.')
 #: Keys that tell which model a dense state dict belongs to, in order.
@@ -248,28 +409,20 @@ def convert_dense_checkpoint(ckpt: dict,
     adapter, fpn = _adapter_and_fpn(model)
     converted = official_dense_to_mm(sd, adapter, fpn) if fmt == 'official' \
         else OrderedDict(sd)
-    report = compare_state_dicts(expected, converted)
-    # strict: the BN counters must be there too
-    missing = [k for k in expected if k not in converted]
-    if missing or report['unexpected'] or report['mismatched']:
-        if source != target:
-            hint = (f'The checkpoint is a {source} model but the config '
-                    f'builds a {target}: pass the config of the task the '
-                    'weights were trained for.')
-        elif _arch_of(converted) != _arch_of(expected):
-            hint = (f'The checkpoint\'s backbone ({_arch_of(converted)}) is '
-                    f'not the config\'s ({_arch_of(expected)}): pick the '
-                    'config of the same XCiT size and patch size.')
-        else:
-            hint = ('The config differs from the trained model (head '
-                    'widths, number of classes or FPN levels?).')
-        raise CheckpointMismatchError(
-            f'The {fmt} checkpoint does not convert to this {target}: '
-            f'{len(missing)} missing (e.g. {missing[:3]}), '
-            f"{len(report['unexpected'])} unexpected (e.g. "
-            f"{report['unexpected'][:3]}), {len(report['mismatched'])} with "
-            f"another shape (e.g. {report['mismatched'][:2]}). {hint}")
-    state_dict = OrderedDict((k, converted[k]) for k in expected)
+    if source != target:
+        hint = (f'The checkpoint is a {source} model but the config '
+                f'builds a {target}: pass the config of the task the '
+                'weights were trained for.')
+    elif _arch_of(converted) != _arch_of(expected):
+        hint = (f'The checkpoint\'s backbone ({_arch_of(converted)}) is '
+                f'not the config\'s ({_arch_of(expected)}): pick the '
+                'config of the same XCiT size and patch size.')
+    else:
+        hint = ('The config differs from the trained model (head '
+                'widths, number of classes or FPN levels?).')
+    state_dict, _ = load_checked(expected, {'state_dict': converted},
+                                 what=f'this {target} (read as {fmt})',
+                                 hint=hint)
     meta = ckpt.get('meta') if isinstance(ckpt.get('meta'), dict) else {}
     dataset_meta = meta.get('dataset_meta')
     if dataset_meta is None and meta.get('CLASSES') is not None:
