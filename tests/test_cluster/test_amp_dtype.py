@@ -7,8 +7,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.utils import load_tool
 from xcit_mm.cli.amp import select_amp_dtype
+from xcit_mm.cli.train_test import apply_amp
 
 
 @pytest.fixture
@@ -54,13 +54,10 @@ def test_select_amp_dtype_off_cuda():
 
 def test_train_amp_uses_the_local_rank_gpu(gpus, monkeypatch):
     asked = gpus((8, 0), (7, 0))  # a mixed node: rank 1 has a V100
-    train = load_tool('tools/train.py')
     monkeypatch.setenv('LOCAL_RANK', '1')
     cfg = Config(dict(optim_wrapper=dict(
         optimizer=dict(type='SGD', lr=0.1)), work_dir='unused'))
-    args = train.parse_args(['unused.py', '--amp'])
-    monkeypatch.setenv('LOCAL_RANK', '1')
-    train.merge_args(cfg, args)
+    apply_amp(cfg)  # what tools/train.py --amp does
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'float16'
     assert cfg.optim_wrapper.loss_scale == 'dynamic'

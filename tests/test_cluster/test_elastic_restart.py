@@ -21,12 +21,14 @@ def _config(root, name, data, *hooks):
     cfg = tiny_train_cfg(data, iter_ckpt_interval=3, num_workers=1,
                          extra_hooks=hooks)
     cfg.update(
-        train_cfg=dict(by_epoch=False, max_iters=MAX_ITERS),
+        train_cfg=dict(type='xcit_mm.ResumableIterBasedTrainLoop',
+                       max_iters=MAX_ITERS),
         param_scheduler=[dict(type='CosineAnnealingLR', by_epoch=False,
                               T_max=MAX_ITERS, begin=0, end=MAX_ITERS)],
         log_processor=dict(by_epoch=False))
     cfg['default_hooks']['checkpoint'] = dict(
-        type='xcit_mm.AtomicCheckpointHook', by_epoch=False, interval=MAX_ITERS)
+        type='xcit_mm.AtomicCheckpointHook', by_epoch=False,
+        interval=MAX_ITERS)
     return write_config(str(root / f'{name}.py'), cfg)
 
 

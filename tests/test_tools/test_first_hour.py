@@ -86,20 +86,18 @@ def test_broken_image_named_then_readme_remedy_with_amp_and_resume(tmp_path):
     log = proc.stdout + proc.stderr
     assert 'Skipping image' in log
     assert '--amp on the CPU: bf16 autocast' in log
-    assert 'no complete checkpoint in the work dir' in log
+    assert 'No complete checkpoint to resume from in the work dir' in log
     assert 'training starts from scratch' in log
     assert 'Epoch(train) [1][3/3]' in log  # 10 files: 2 skipped, refetched
 
 
 def test_shipped_pipelines_name_both_kinds_of_broken_image(tmp_path):
-    """What train.py / test.py build from a shipped config's pipeline."""
+    """The shipped config's own pipeline (xcit_mm.LoadImageFromFile)."""
     from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
 
-    from xcit_mm.engine.defaults import apply_test_defaults
     bad = break_images(make_split_folders(str(tmp_path / 'data')))
     cfg = tiny_demo_cfg()
-    apply_test_defaults(cfg)
     init_default_scope('mmpretrain')
     pipeline = Compose(cfg.test_dataloader.dataset.pipeline)
     for path, problem in ((bad['empty'], 'it is empty (0 bytes)'),

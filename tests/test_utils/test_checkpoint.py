@@ -7,7 +7,7 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
 from tests.utils import RunsCode
-from xcit_mm.runtime.checkpoint import safe_load
+from xcit_mm.runtime.checkpoint import safe_load, safe_loading
 from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
                                   UnsafeCheckpointError)
 
@@ -18,8 +18,9 @@ def test_refuses_code_execution(tmp_path):
     torch.save({'state_dict': {}, 'x': RunsCode(marker)}, path)
     with pytest.raises(UnsafeCheckpointError, match='system'):
         safe_load(path)
-    # mmengine's own loading goes through the same helper
-    with pytest.raises(UnsafeCheckpointError):
+    # mmengine's own loading goes through the same helper, inside
+    # safe_loading (what xcit_mm.Runner runs train / val / test in)
+    with safe_loading(), pytest.raises(UnsafeCheckpointError):
         load_checkpoint(torch.nn.Linear(1, 1), str(path))
     assert not marker.exists()
 
@@ -65,7 +66,7 @@ def test_missing_file(tmp_path):
     with pytest.raises(MissingFileError, match='nope.pth.* does not exist'):
         safe_load(tmp_path / 'nope.pth')
     # mmengine's loading goes through the same helper
-    with pytest.raises(MissingFileError, match='nope.pth'):
+    with safe_loading(), pytest.raises(MissingFileError, match='nope.pth'):
         load_checkpoint(torch.nn.Linear(1, 1), str(tmp_path / 'nope.pth'))
 
 
@@ -91,11 +92,12 @@ def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
     url = f'http://127.0.0.1:{server.server_address[1]}'
     try:
-        ckpt = CheckpointLoader.load_checkpoint(f'{url}/ok.pth')
-        assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
-        assert (tmp_path / 'hub' / 'checkpoints' / 'ok.pth').is_file()
-        with pytest.raises(UnsafeCheckpointError):
-            CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
+        with safe_loading():
+            ckpt = CheckpointLoader.load_checkpoint(f'{url}/ok.pth')
+            assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
+            assert (tmp_path / 'hub' / 'checkpoints' / 'ok.pth').is_file()
+            with pytest.raises(UnsafeCheckpointError):
+                CheckpointLoader.load_checkpoint(f'{url}/evil.pth')
     finally:
         server.shutdown()
     assert not marker.exists()

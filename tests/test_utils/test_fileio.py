@@ -7,14 +7,19 @@ import torch
 from mmengine.fileio import get_file_backend
 from mmengine.logging import MMLogger
 
-import xcit_mm  # noqa: F401  (installs the backend)
 from xcit_mm.runtime.fileio import (AtomicLocalBackend, atomic_write,
+                                    register_atomic_backend,
                                   checkpoint_is_complete,
                                   find_resume_checkpoint)
 
 
-def test_atomic_backend_is_mmengines_local_backend(tmp_path):
-    backend = get_file_backend(str(tmp_path / 'x.pth'))
+def test_atomic_backend_is_chosen_by_name(tmp_path):
+    # mmengine's own local backend is untouched; the checkpoint hook asks
+    # for the atomic one by name
+    assert not isinstance(get_file_backend(str(tmp_path / 'x.pth')),
+                          AtomicLocalBackend)
+    backend = get_file_backend(str(tmp_path / 'x.pth'), backend_args=dict(
+        backend=register_atomic_backend()))
     assert isinstance(backend, AtomicLocalBackend)
     backend.put(b'abc', str(tmp_path / 'sub' / 'x.pth'))
     backend.put_text('hi', str(tmp_path / 'y.txt'))

@@ -60,14 +60,17 @@ def load_model(cfg: Config, checkpoint, random_init: bool):
     from mmengine.runner.checkpoint import CheckpointLoader
     from mmengine.runner.utils import set_random_seed
 
+    from xcit_mm.runtime import safe_loading
+
     seed = (cfg.get('randomness') or {}).get('seed')
     set_random_seed(0 if seed is None else seed)
     model = MODELS.build(cfg.model)
     if random_init:
         model.init_weights()
         return model
-    state = unwrap_checkpoint(
-        CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
+    with safe_loading():  # weights_only=True and xcit_mm's allow-list
+        state = unwrap_checkpoint(
+            CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
     report = compare_state_dicts(model.state_dict(), state)
     if report['missing'] or report['mismatched'] or report['unexpected']:
         raise CheckpointMismatchError(

@@ -3,11 +3,12 @@
     python tools/misc/print_config.py CONFIG [--cfg-options k=v ...]
         [--allow-new-keys] [--save FILE.py]
 
-What is printed is the config that ``tools/train.py`` would start from with
-the same ``--cfg-options``, which are checked as train.py checks them (a
-misspelled key, or a variable of the config file such as ``max_epochs``, is
-refused in one paragraph, exit status 1). train.py then adds its
-reliability defaults (see its docstring).
+What is printed is the config that ``tools/train.py`` runs with the same
+``--cfg-options``, which are checked as train.py checks them (a misspelled
+key, or a variable of the config file such as ``max_epochs``, is refused in
+one paragraph, exit status 1): the runner, loops, hooks and image loader
+included, since train.py adds nothing that the config does not name (only
+its own options, such as ``--amp``, change what they name).
 """
 import argparse
 import sys

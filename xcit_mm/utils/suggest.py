@@ -12,11 +12,12 @@ def close_names(word: str, candidates: Iterable[str], n: int = 3) -> List[str]:
 
 def _all_registries(root) -> List:
     """``root`` and all its descendants."""
+    from xcit_mm.runtime.mmengine_private import registry_children
     out, todo = [], [root]
     while todo:
         reg = todo.pop()
         out.append(reg)
-        todo.extend(reg._children.values())
+        todo.extend(registry_children(reg))
     return out
 
 

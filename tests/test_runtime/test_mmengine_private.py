@@ -1,0 +1,90 @@
+"""What xcit_mm relies on in mmengine's (and torch's) private internals,
+each checked against the installed release: when an upgrade changes one of
+them, a test here fails and names it (xcit_mm/runtime/mmengine_private.py
+says why each is needed)."""
+import inspect
+
+import torch
+from mmengine.hooks import CheckpointHook
+from mmengine.logging import HistoryBuffer
+from mmengine.registry import MODELS
+from mmengine.runner import (CheckpointLoader, EpochBasedTrainLoop,
+                             IterBasedTrainLoop)
+from torch.utils.data import DataLoader
+
+from xcit_mm.runtime import mmengine_private as private
+
+
+def test_the_list_is_complete():
+    assert len(private.PRIVATE_NAMES) == 9
+
+
+def test_checkpoint_loader_table_round_trip():
+    saved = private.checkpoint_loaders()
+    assert '' in saved and 'http://' in saved and 'torchvision://' in saved
+    CheckpointLoader.register_scheme('xcit-test://', lambda *a: None)
+    assert 'xcit-test://' in CheckpointLoader._schemes
+    private.restore_checkpoint_loaders(saved)
+    assert private.checkpoint_loaders() == saved
+    # longest prefix first, as mmengine's lookup expects
+    keys = list(CheckpointLoader._schemes)
+    assert keys == sorted(keys, reverse=True)
+
+
+def test_infinite_iterator_starts_at_a_pass():
+    loader = DataLoader(list(range(4)), batch_size=2)
+    it = private.infinite_iterator(loader, passes=3)
+    assert it._epoch == 3
+    batches = [next(it).tolist() for _ in range(3)]
+    assert batches == [[0, 1], [2, 3], [0, 1]]
+    assert it._epoch == 4  # the pass counter moves on at the end
+
+
+def test_dynamic_intervals():
+    assert private.dynamic_intervals(10, [(20, 5)]) == ([0, 20], [10, 5])
+
+
+def test_loop_counters_exist_and_back_the_public_properties():
+    for loop in (EpochBasedTrainLoop, IterBasedTrainLoop):
+        src = inspect.getsource(loop.__init__)
+        for name in ('_epoch', '_iter'):
+            assert f'self.{name}' in src, (loop.__name__, name)
+    src = inspect.getsource(IterBasedTrainLoop.__init__)
+    assert 'self._max_iters' in src and 'self._max_epochs' in src
+    # the body the resumable iteration loop replaces: it makes the iterator
+    assert '_InfiniteDataloaderIterator' in src
+    assert 'calc_dynamic_intervals' in src
+
+
+def test_checkpoint_hook_saves_through_the_overridden_method():
+    src = inspect.getsource(CheckpointHook)
+    assert f'self.{private.CHECKPOINT_HOOK_SAVE}(' in src
+    sig = inspect.signature(getattr(CheckpointHook,
+                                    private.CHECKPOINT_HOOK_SAVE))
+    assert list(sig.parameters) == ['self', 'runner', 'step', 'meta']
+
+
+def test_history_buffer_statistics():
+    stats = private.history_buffer_statistics()
+    assert {'mean', 'current'} <= stats | {'mean', 'current', 'min', 'max'}
+    assert stats == set(HistoryBuffer._statistics_methods)
+
+
+def test_registry_children():
+    import mmpretrain.registry  # noqa: F401  (a child of mmengine's MODELS)
+    scopes = {child.scope for child in private.registry_children(MODELS)}
+    assert 'mmpretrain' in scopes
+
+
+def test_dataloader_attribute_guard():
+    loader = DataLoader(list(range(4)), batch_size=2)
+    try:
+        loader.batch_sampler = None
+    except ValueError:
+        pass
+    else:  # torch dropped its guard: object.__setattr__ is not needed
+        raise AssertionError('DataLoader no longer guards batch_sampler')
+    sampler = loader.batch_sampler
+    private.set_dataloader_attr(loader, 'batch_sampler', sampler)
+    assert loader.batch_sampler is sampler
+    assert torch.utils.data.DataLoader.__setattr__ is not object.__setattr__
