@@ -8,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
+from xcit_mm.models.selfsup.dino import DINO, DINODistributedDataParallel
 from xcit_mm.registry import HOOKS
 from xcit_mm.utils.errors import ConfigError
 
@@ -72,8 +73,6 @@ class DINOHook(Hook):
         return model.module if is_model_wrapper(model) else model
 
     def before_train(self, runner) -> None:
-        from xcit_mm.models.selfsup.dino import (DINO,
-                                                 DINODistributedDataParallel)
         model = self._model(runner)
         if not isinstance(model, DINO):
             raise ConfigError(
