@@ -214,7 +214,8 @@ class Probe(Hook):
         self.records.append((runner.epoch, changed))
 
 
-def run_dino(tmp_path, step_cfg, loss_cfg=None, epochs=2, hook_cfg=None):
+def run_dino(tmp_path, step_cfg, loss_cfg=None, epochs=2, hook_cfg=None,
+             extra_hooks=()):
     init_default_scope('mmpretrain')
     probe = Probe()
     cfg = dino_cfg(step=dict(momentum=0.9, **step_cfg), **(loss_cfg or {}))
@@ -236,7 +237,7 @@ def run_dino(tmp_path, step_cfg, loss_cfg=None, epochs=2, hook_cfg=None):
                               by_epoch=False, begin=0, end=2 * epochs)],
         train_cfg=dict(by_epoch=True, max_epochs=epochs),
         custom_hooks=[dict(type='xcit_mm.DINOHook', **(hook_cfg or {})),
-                      probe],
+                      probe, *extra_hooks],
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
                            checkpoint=dict(type='CheckpointHook',
                                            interval=100)),
@@ -463,3 +464,9 @@ def test_ddp_wrapper_runs_the_dino_step(tmp_path, single_process_group):
         train_with_runner(tmp_path / 'mm', step_cfg,
                           model=MMDistributedDataParallel(
                               module=MODELS.build(cfg), device_ids=None))
+
+
+def test_hook_refuses_a_skipping_nonfinite_loss_hook(tmp_path):
+    with pytest.raises(ConfigError, match="action='stop'"):
+        run_dino(tmp_path, dict(), epochs=1, extra_hooks=[
+            dict(type='xcit_mm.NonFiniteLossHook', action='skip')])

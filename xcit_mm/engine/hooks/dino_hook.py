@@ -10,6 +10,7 @@ from mmengine.model import is_model_wrapper
 
 from xcit_mm.models.selfsup.dino import DINO, DINODistributedDataParallel
 from xcit_mm.registry import HOOKS
+from xcit_mm.runtime import NonFiniteLossHook
 from xcit_mm.utils.errors import ConfigError
 
 UNIFORM_CAUSES = (
@@ -42,8 +43,9 @@ class DINOHook(Hook):
     - **setup checks**, before training: the teacher is a separate copy of
       the student and none of its parameters is in the optimizer
       (``optim_wrapper.constructor='xcit_mm.DINOOptimWrapperConstructor'``),
-      and a multi-process run wraps the model in
-      :class:`~xcit_mm.models.DINODistributedDataParallel`;
+      a multi-process run wraps the model in
+      :class:`~xcit_mm.models.selfsup.DINODistributedDataParallel`, and no
+      ``NonFiniteLossHook`` is set to skip steps (it can only stop DINO);
     - **collapse**: the loss reports the teacher's mean output entropy
       ``teacher_entropy``, the entropy of its batch-mean output
       ``teacher_batch_entropy``, ``kl_div`` and ``center_norm``. When the
@@ -86,6 +88,13 @@ class DINOHook(Hook):
                 "would not run DINO's training step. Set model_wrapper_cfg="
                 "dict(type='xcit_mm.DINODistributedDataParallel', "
                 'broadcast_buffers=False).')
+        if any(isinstance(h, NonFiniteLossHook) and h.action == 'skip'
+               for h in runner.hooks):
+            raise ConfigError(
+                "NonFiniteLossHook(action='skip') skips the step inside "
+                "optim_wrapper.update_params, which DINO's training step "
+                "does not call (it clips between backward and step); use "
+                "action='stop' with DINO.")
         teacher_ids = {id(p) for p in model.teacher_params()}
         if teacher_ids & {id(p) for p in model.student_params()}:
             raise ConfigError(
