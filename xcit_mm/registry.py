@@ -10,6 +10,7 @@ the first time it is searched: no ``custom_imports`` is needed.
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import LOOPS as MMENGINE_LOOPS
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import \
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
@@ -19,13 +20,18 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 __all__ = [
-    'MODELS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS', 'OPTIM_WRAPPERS',
+    'MODELS', 'MODEL_WRAPPERS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'RUNNERS'
 ]
 
 #: Backbones, necks, heads, classifiers and losses.
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='xcit_mm',
+    locations=['xcit_mm.models'])
+#: Model wrappers (DINO's distributed wrapper, which runs DINO's own
+#: training step).
+MODEL_WRAPPERS = Registry(
+    'model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='xcit_mm',
     locations=['xcit_mm.models'])
 #: Hooks: the runtime's (checkpoints, non-finite losses) and DINO's.
 HOOKS = Registry(

@@ -29,10 +29,22 @@ model = dict(
         teacher_temp=0.07,
         warmup_teacher_temp_epochs=30,
         center_momentum=0.9),
+    # the training step: teacher momentum cosine 0.996 -> 1, per-parameter
+    # gradient clipping at 3.0, last head layer frozen for 1 epoch
+    momentum=0.996,
+    end_momentum=1.0,
+    clip_grad=3.0,
+    clip_mode='per_param',
+    freeze_last_layer=1,
 )
 # DINO converts every BN (XCiT's patch embedding and LPI) to SyncBN in
 # multi-GPU runs; mmengine does that for the student and the teacher.
 sync_bn = 'torch'
+# multi-process runs: mmengine's DDP wrapper would replace DINO's training
+# step by a generic one; this one runs DINO.train_step
+model_wrapper_cfg = dict(type='xcit_mm.DINODistributedDataParallel',
+                         broadcast_buffers=False,
+                         find_unused_parameters=False)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     checkpoint=dict(interval=10, max_keep_ckpts=3, save_best=None))

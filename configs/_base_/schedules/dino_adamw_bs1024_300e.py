@@ -1,10 +1,11 @@
 # DINO's optimisation for XCiT at a total batch of 1024, 300 epochs:
 # AdamW; lr warmed up linearly over 10 epochs, then a cosine to 1e-6; weight
 # decay following a cosine from 0.04 to 0.4; no decay on biases and 1-D
-# parameters (norms, layer-scale gammas); DINO's per-parameter gradient
-# clipping at 3.0 and the last head layer frozen for the first epoch
-# (xcit_mm.DINOHook, which also moves the teacher after every step with a
-# momentum cosine from 0.996 to 1).
+# parameters (norms, layer-scale gammas). The rest of DINO's step (per-
+# parameter gradient clipping at 3.0, the last head layer frozen for the
+# first epoch, the teacher moved after every step with a momentum cosine
+# from 0.996 to 1) is xcit_mm.DINO.train_step, set by the model's
+# arguments; xcit_mm.DINOHook gives the model the iteration it is at.
 #
 # Peak lr: DINO's rule 5e-4 x total_batch / 256 = 2e-3 at 1024 (VISSL's XCiT
 # S12/16 value; its M24 configs use 1e-3). `auto_scale_lr` applies the same
@@ -37,7 +38,4 @@ train_cfg = dict(
     type='xcit_mm.ResumableEpochBasedTrainLoop', max_epochs=max_epochs)
 auto_scale_lr = dict(base_batch_size=1024)
 
-custom_hooks = [
-    dict(type='xcit_mm.DINOHook', momentum=0.996, end_momentum=1.0,
-         clip_grad=3.0, clip_mode='per_param', freeze_last_layer=1),
-]
+custom_hooks = [dict(type='xcit_mm.DINOHook')]

@@ -1,4 +1,5 @@
-"""DINO: the momentum teacher, the optimizer, the hook around the step."""
+"""DINO: the momentum teacher, the optimizer, the training step and its
+hook."""
 import copy
 import math
 
@@ -12,14 +13,14 @@ from mmpretrain.structures import DataSample
 
 from tests.utils import TINY_ARCH
 from xcit_mm.engine import DINOOptimWrapperConstructor
-from xcit_mm.engine.hooks.dino_hook import clip_grad_per_param_
-from xcit_mm.models.selfsup.dino import DINO, teacher_momentum
-from xcit_mm.utils.errors import InputShapeError
+from xcit_mm.models.selfsup.dino import (DINO, clip_grad_per_param_,
+                                         teacher_momentum)
+from xcit_mm.utils.errors import ConfigError, InputShapeError
 
 K = 16  # prototypes
 
 
-def dino_cfg(backbone=None, **loss):
+def dino_cfg(backbone=None, step=None, **loss):
     return dict(
         type='xcit_mm.DINO',
         backbone=backbone or dict(type='xcit_mm.XCiT', arch=TINY_ARCH,
@@ -27,7 +28,8 @@ def dino_cfg(backbone=None, **loss):
         head=dict(type='xcit_mm.DINOHead', in_channels=32, out_channels=K,
                   hidden_channels=24, bottleneck_channels=8),
         loss=dict(type='xcit_mm.DINOLoss', warmup_teacher_temp_epochs=2,
-                  **loss))
+                  **loss),
+        **(step or {}))
 
 
 def build(**kw) -> DINO:
@@ -189,7 +191,7 @@ class MultiViewSet(torch.utils.data.Dataset):
 
 
 class Probe(Hook):
-    """Records what DINOHook did, from outside (runs after it)."""
+    """Records what the training step did, from outside."""
     priority = 'LOWEST'
 
     def __init__(self):
@@ -212,10 +214,11 @@ class Probe(Hook):
         self.records.append((runner.epoch, changed))
 
 
-def run_dino(tmp_path, hook_cfg, loss_cfg=None, epochs=2):
+def run_dino(tmp_path, step_cfg, loss_cfg=None, epochs=2, hook_cfg=None,
+             extra_hooks=()):
     init_default_scope('mmpretrain')
     probe = Probe()
-    cfg = dino_cfg(**(loss_cfg or {}))
+    cfg = dino_cfg(step=dict(momentum=0.9, **step_cfg), **(loss_cfg or {}))
     cfg['data_preprocessor'] = dict(type='SelfSupDataPreprocessor',
                                     mean=[128.] * 3, std=[64.] * 3)
     runner = Runner(
@@ -233,8 +236,8 @@ def run_dino(tmp_path, hook_cfg, loss_cfg=None, epochs=2):
                               param_name='weight_decay', eta_min_ratio=10.,
                               by_epoch=False, begin=0, end=2 * epochs)],
         train_cfg=dict(by_epoch=True, max_epochs=epochs),
-        custom_hooks=[dict(type='xcit_mm.DINOHook', momentum=0.9,
-                           **hook_cfg), probe],
+        custom_hooks=[dict(type='xcit_mm.DINOHook', **(hook_cfg or {})),
+                      probe, *extra_hooks],
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
                            checkpoint=dict(type='CheckpointHook',
                                            interval=100)),
@@ -245,7 +248,7 @@ def run_dino(tmp_path, hook_cfg, loss_cfg=None, epochs=2):
     return runner, probe
 
 
-def test_hook_updates_teacher_freezes_last_layer_and_logs(tmp_path):
+def test_step_updates_teacher_freezes_last_layer_and_logs(tmp_path):
     runner, probe = run_dino(tmp_path, dict(clip_grad=0.5,
                                             freeze_last_layer=1))
     # 2 iterations per epoch: the last layer is frozen in epoch 0 only
@@ -263,7 +266,7 @@ def test_hook_updates_teacher_freezes_last_layer_and_logs(tmp_path):
         0.4 + 0.5 * (0.04 - 0.4) * (1 + math.cos(math.pi * 3 / 4)))]
 
 
-def test_hook_global_clip(tmp_path):
+def test_step_global_clip(tmp_path):
     runner, probe = run_dino(tmp_path, dict(clip_grad=0.5, clip_mode='global',
                                             freeze_last_layer=0),
                              epochs=1)
@@ -274,9 +277,196 @@ def test_hook_global_clip(tmp_path):
 
 def test_collapse_warning_names_causes(tmp_path):
     # a huge teacher temperature: the teacher output is uniform
-    run_dino(tmp_path, dict(collapse_patience=2, clip_grad=None),
+    run_dino(tmp_path, dict(clip_grad=None),
              loss_cfg=dict(teacher_temp=1e4, warmup_teacher_temp=1e4),
-             epochs=1)
+             epochs=1, hook_cfg=dict(collapse_patience=2))
     text = ''.join(p.read_text() for p in tmp_path.rglob('*.log'))
     assert 'DINO collapse warning at iteration 2' in text
     assert 'stayed uniform' in text and 'teacher temperature' in text
+
+
+# ------------------------------------------------- the step, recomputed
+class InitialState(Hook):
+    """Keeps the weights training starts from (after initialisation)."""
+
+    def before_train(self, runner):
+        model = runner.model.module if hasattr(runner.model, 'module') \
+            else runner.model
+        self.state = copy.deepcopy(model.state_dict())
+
+
+def train_with_runner(tmp_path, step_cfg, by_epoch=True, accum=1,
+                      model=None):
+    """4 iterations of 4 images (2 per epoch) with xcit_mm.DINOHook."""
+    init_default_scope('mmpretrain')
+    cfg = dino_cfg(step=step_cfg)
+    cfg['backbone']['drop_path_rate'] = 0.  # no random numbers in the step
+    cfg['data_preprocessor'] = dict(type='SelfSupDataPreprocessor',
+                                    mean=[128.] * 3, std=[64.] * 3)
+    init = InitialState()
+    runner = Runner(
+        model=model or cfg,
+        work_dir=str(tmp_path),
+        train_dataloader=dict(
+            dataset=MultiViewSet(), batch_size=4,
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
+        optim_wrapper=dict(
+            constructor='xcit_mm.DINOOptimWrapperConstructor',
+            optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.04),
+            paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
+            accumulative_counts=accum),
+        train_cfg=dict(by_epoch=True, max_epochs=2) if by_epoch else
+        dict(by_epoch=False, max_iters=4),
+        custom_hooks=[dict(type='xcit_mm.DINOHook'), init],
+        default_hooks=dict(checkpoint=dict(type='CheckpointHook',
+                                           interval=100)),
+        default_scope='mmpretrain',
+        randomness=dict(seed=0),
+        experiment_name=f'dino_step_{tmp_path.name}')
+    runner.train()
+    return runner, init.state, cfg
+
+
+def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
+                   accum=1, momentum=0.9, clip=0.5, freeze_last_layer=1):
+    """DINO's ``train_one_epoch`` written out on a fresh copy of the model:
+    forward, loss, backward, per-parameter clipping, last-layer gradients
+    cancelled in the first epochs, AdamW step, teacher EMA."""
+    from mmengine.dataset import default_collate
+    from mmpretrain.registry import MODELS
+    model = MODELS.build(cfg)
+    model.load_state_dict(init_state)
+    optimizer = DINOOptimWrapperConstructor(
+        dict(optimizer=dict(type='AdamW', lr=1e-2, weight_decay=0.04)),
+        dict(norm_decay_mult=0., bias_decay_mult=0.))(model).optimizer
+    student = list(model.backbone.parameters()) + list(
+        model.head.parameters())
+    teacher = list(model.teacher.parameters())
+    dataset = MultiViewSet()
+    for it in range(num_iters):
+        batch_idx = it % (len(dataset) // 4)
+        batch = default_collate(
+            [dataset[i] for i in range(4 * batch_idx, 4 * batch_idx + 4)])
+        epoch = it // iters_per_epoch
+        views = model.data_preprocessor(batch, True)['inputs']
+        with torch.no_grad():
+            teacher_out = model.multi_crop_forward(
+                model.teacher['backbone'], model.teacher['head'], views[:2])
+        student_out = model.multi_crop_forward(model.backbone, model.head,
+                                               views)
+        loss, _ = model.dino_loss(student_out, teacher_out, epoch)
+        (loss / accum).backward()
+        if (it + 1) % accum:
+            continue
+        for p in student:  # utils.clip_gradients
+            if p.grad is not None:
+                coef = clip / (p.grad.norm(2) + 1e-6)
+                if coef < 1:
+                    p.grad.mul_(coef)
+        if epoch < freeze_last_layer:  # utils.cancel_gradients_last_layer
+            for p in model.head.last_layer.parameters():
+                p.grad = None
+        optimizer.step()
+        optimizer.zero_grad()
+        m = 1 - (1 - momentum) * (math.cos(math.pi * it / num_iters) + 1) / 2
+        with torch.no_grad():
+            for p_t, p_s in zip(teacher, student):
+                p_t.mul_(m).add_(p_s.detach(), alpha=1 - m)
+    return model.state_dict()
+
+
+@pytest.mark.parametrize('by_epoch,accum', [(True, 1), (False, 1),
+                                            (True, 2)])
+def test_train_step_is_the_official_step(tmp_path, by_epoch, accum):
+    """Bit-identical weights (student, teacher, centre) after 4 iterations
+    that cross an epoch: the teacher temperature rises and the last layer
+    is released in the second epoch, by epochs or by iterations."""
+    step_cfg = dict(momentum=0.9, clip_grad=0.5, freeze_last_layer=1)
+    runner, init_state, cfg = train_with_runner(tmp_path, step_cfg,
+                                                by_epoch, accum)
+    expected = official_steps(cfg, init_state, accum=accum)
+    got = runner.model.state_dict()
+    assert got.keys() == expected.keys()
+    assert not torch.equal(got['teacher.head.last_layer.weight_v'],
+                           init_state['teacher.head.last_layer.weight_v'])
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), k
+
+
+def test_train_step_needs_its_position_and_owns_clipping():
+    from mmengine.optim import OptimWrapper
+    model = build()
+    batch = dict(inputs=[v.mul(64).add(128).clamp(0, 255).to(torch.uint8)
+                         for v in views()],
+                 data_samples=[DataSample() for _ in range(2)])
+    optimizer = torch.optim.SGD(model.student_params(), lr=0.1)
+    with pytest.raises(ConfigError, match='DINOHook'):
+        model.train_step(batch, OptimWrapper(optimizer))
+    model.set_train_progress(0, 10, 5)
+    with pytest.raises(ConfigError, match='clip_grad'):
+        model.train_step(batch, OptimWrapper(optimizer,
+                                             clip_grad=dict(max_norm=1.)))
+    with pytest.raises(ValueError, match='out of range'):
+        model.set_train_progress(10, 10, 5)
+    before = [p.detach().clone() for p in model.teacher_params()]
+    log_vars = model.train_step(batch, OptimWrapper(optimizer))
+    assert log_vars['teacher_momentum'] == pytest.approx(0.996)
+    assert 'grad_norm_max' in log_vars
+    assert not all(torch.equal(a, b)
+                   for a, b in zip(before, model.teacher_params()))
+    # epoch 0 of a 1-epoch freeze: the last layer kept its weights
+    assert model.last_layer_frozen() and model.epoch == 0
+    model.set_train_progress(5, 10, 5)
+    assert model.epoch == 1 and not model.last_layer_frozen()
+    assert model.teacher_momentum() == pytest.approx(
+        teacher_momentum(5, 10))
+
+
+@pytest.fixture
+def single_process_group():
+    """A gloo process group of one process (DDP on the CPU)."""
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_wrapper_runs_the_dino_step(tmp_path, single_process_group):
+    from mmengine.model import MMDistributedDataParallel
+    from mmpretrain.registry import MODELS
+
+    from xcit_mm.registry import MODEL_WRAPPERS
+    step_cfg = dict(momentum=0.9, clip_grad=0.5, freeze_last_layer=1)
+    _, _, cfg = train_with_runner(tmp_path / 'plain', step_cfg)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    wrapped = MODEL_WRAPPERS.build(
+        dict(type='xcit_mm.DINODistributedDataParallel',
+             broadcast_buffers=False, device_ids=None),
+        default_args=dict(module=model))
+    runner, init_state, _ = train_with_runner(tmp_path / 'ddp', step_cfg,
+                                              model=wrapped)
+    expected = official_steps(cfg, init_state)
+    got = runner.model.module.state_dict()
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), k
+    # mmengine's own wrapper would skip DINO's step: refused
+    with pytest.raises(ConfigError, match='DINODistributedDataParallel'):
+        train_with_runner(tmp_path / 'mm', step_cfg,
+                          model=MMDistributedDataParallel(
+                              module=MODELS.build(cfg), device_ids=None))
+
+
+def test_hook_refuses_a_skipping_nonfinite_loss_hook(tmp_path):
+    with pytest.raises(ConfigError, match="action='stop'"):
+        run_dino(tmp_path, dict(), epochs=1, extra_hooks=[
+            dict(type='xcit_mm.NonFiniteLossHook', action='skip')])

@@ -1,4 +1,4 @@
-from .dino_hook import DINOHook, clip_grad_per_param_
+from .dino_hook import DINOHook
 from .knn_eval_hook import KNNEvalHook
 
-__all__ = ['DINOHook', 'KNNEvalHook', 'clip_grad_per_param_']
+__all__ = ['DINOHook', 'KNNEvalHook']

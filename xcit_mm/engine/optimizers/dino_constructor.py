@@ -10,9 +10,17 @@ class DINOOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's default constructor applied to the student alone.
 
     A :class:`xcit_mm.models.DINO` model holds its momentum teacher as the
-    submodule ``teacher``; its parameters must never reach the optimizer
-    (mmengine would otherwise add them as frozen groups, or all of them
-    without a ``paramwise_cfg``). The student's parameters keep their names
+    submodule ``teacher`` (saved in checkpoints as ``teacher.*``); its
+    parameters must never reach the optimizer. ``requires_grad=False`` on
+    the teacher is not enough for that: mmengine's default constructor
+    passes every parameter of the model to the optimizer without a
+    ``paramwise_cfg``, and with one it adds each frozen parameter as a group
+    of its own. The teacher's parameters get no gradient, so AdamW would
+    leave them alone, but the optimizer's groups and state (checkpoints,
+    the converter of official DINO checkpoints, which maps DINO's two
+    AdamW groups by name, and the parameter schedulers) would carry the
+    teacher too. This constructor builds the optimizer over the student's
+    submodules only. The student's parameters keep their names
     (``backbone.*``, ``head.*``), so ``paramwise_cfg`` rules match as usual.
 
     Usage::

@@ -1,3 +1,7 @@
-from .dino import DINO, teacher_momentum
+from .dino import (DINO, DINODistributedDataParallel, clip_grad_per_param_,
+                   teacher_momentum)
 
-__all__ = ['DINO', 'teacher_momentum']
+__all__ = [
+    'DINO', 'DINODistributedDataParallel', 'clip_grad_per_param_',
+    'teacher_momentum'
+]
