@@ -165,7 +165,7 @@ def _checkpoint_of(model_cfg, path):
 
 def test_truncated_checkpoint(tmp_path, data, capsys):
     """The tools' side of the loader's CheckpointError (the loader itself:
-    tests/test_utils/test_checkpoint.py)."""
+    tests/test_runtime/test_checkpoint.py)."""
     cfg = _config(tmp_path, data)
     good = _checkpoint_of(tiny_train_cfg(data)['model'], tmp_path / 'ok.pth')
     raw = open(good, 'rb').read()
@@ -260,7 +260,7 @@ def test_empty_or_unreadable_image(tmp_path, capsys):
 def test_crafted_pickle_refused_by_test_and_auto_resume(tmp_path, data,
                                                         capsys):
     """The tools' side of the loader's refusal (the loader itself:
-    tests/test_utils/test_checkpoint.py)."""
+    tests/test_runtime/test_checkpoint.py)."""
     cfg = _config(tmp_path, data)
     marker = tmp_path / 'pwned'
     evil = tmp_path / 'evil.pth'

@@ -10,7 +10,7 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.test_tools.test_dense_e2e import (check_metrics, last_metrics,
+from tests.test_e2e.test_dense import (check_metrics, last_metrics,
                                              run_ok)
 from tests.utils import (REPO, load_tool, make_ade, make_coco,
                          tiny_dense_config)

@@ -4,7 +4,7 @@ CUDA_VISIBLE_DEVICES), instead of failing in ``set_rng_state_all``.
 
 The GPUs are simulated (device queries monkeypatched, CPU tensors as their
 states). The resumable loops themselves store no RNG state: they seed
-from the position in the run (tests/test_cluster/test_resume_exact.py)."""
+from the position in the run (tests/test_e2e/test_resume_exact.py)."""
 import pytest
 import torch
 
