@@ -1,5 +1,5 @@
 """pytest fixtures shared by the xcit_mm tests. The helpers themselves live
-in ``tests/utils.py``: import them from there."""
+in the ``tests/utils`` package: import them from there."""
 import pytest
 
 from tests.utils import cached_mim_metafiles, make_image_folder

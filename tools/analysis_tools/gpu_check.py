@@ -29,7 +29,7 @@ on one H100-class GPU, well under 8), printing a table and writing JSON:
   ``--amp`` dtype chosen for this GPU vs its compute capability.
 
 ``--cpu`` runs every section at tiny sizes on the CPU (the test suite does,
-``tests/test_cluster/test_gpu_check.py``); its numbers say nothing about a
+``tests/test_tools/test_gpu_check.py``); its numbers say nothing about a
 GPU. Exit status: 0 when every row passes, 1 otherwise.
 """
 import argparse

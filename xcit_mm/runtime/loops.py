@@ -38,8 +38,8 @@ on every rank and whatever the number of visible GPUs:
 With ``randomness=dict(seed=S, deterministic=True)`` on the CPU, a run that
 is killed anywhere (also a 2-process run) and resumed from its last
 checkpoint ends with weights bit-identical to a run that was never stopped
-(``tests/test_engine/test_crash_resume.py``,
-``tests/test_cluster/test_resume_exact.py``). Seeding costs a few
+(``tests/test_e2e/test_crash_resume.py``,
+``tests/test_e2e/test_resume_exact.py``). Seeding costs a few
 microseconds per iteration and per sample, and no synchronisation.
 """
 import itertools
