@@ -16,7 +16,7 @@ from xcit_mm.runtime import mmengine_private as private
 
 
 def test_the_list_is_complete():
-    assert len(private.PRIVATE_NAMES) == 9
+    assert len(private.PRIVATE_NAMES) == 11
 
 
 def test_checkpoint_loader_table_round_trip():
@@ -74,6 +74,25 @@ def test_registry_children():
     import mmpretrain.registry  # noqa: F401  (a child of mmengine's MODELS)
     scopes = {child.scope for child in private.registry_children(MODELS)}
     assert 'mmpretrain' in scopes
+
+
+def test_search_child():
+    import mmpretrain.registry  # noqa: F401
+    assert private.search_child(MODELS, 'mmpretrain').scope == 'mmpretrain'
+    assert private.search_child(MODELS, 'no-such-scope') is None
+
+
+def test_run_forward_dispatches_dicts_and_lists():
+    from mmengine.model import BaseModel
+
+    class Echo(BaseModel):
+        def forward(self, *args, mode='tensor', **kwargs):
+            return args, kwargs, mode
+
+    assert private.run_forward(Echo(), dict(a=1), 'loss') == (
+        (), dict(a=1), 'loss')
+    assert private.run_forward(Echo(), [1, 2], 'loss') == ((1, 2), {},
+                                                           'loss')
 
 
 def test_dataloader_attribute_guard():

@@ -31,6 +31,8 @@ PRIVATE_NAMES: Tuple[str, ...] = (
     'mmengine.hooks.CheckpointHook._save_checkpoint_with_step (overridden)',
     'mmengine.logging.HistoryBuffer._statistics_methods',
     'mmengine.registry.Registry._children',
+    'mmengine.registry.Registry._search_child',
+    'mmengine.model.BaseModel._run_forward (and the DDP wrapper\'s)',
     'torch.utils.data.DataLoader.__setattr__ guard (object.__setattr__)',
 )
 
@@ -102,6 +104,28 @@ def registry_children(registry: Any) -> list:
     by scope name (``_search_child``, private too), not the list.
     """
     return list(registry._children.values())
+
+
+def search_child(registry: Any, scope: str) -> Any:
+    """The registry of ``scope`` under ``registry`` (or None).
+
+    Reason: the same suggestions start from the scope the config names;
+    mmengine looks it up this way in ``Registry.get`` and offers no public
+    lookup by scope.
+    """
+    return registry._search_child(scope)
+
+
+def run_forward(module: Any, data: Any, mode: str) -> Any:
+    """``module(**data, mode=mode)`` as mmengine's ``train_step`` calls it
+    (a dict of inputs is unpacked, a list or tuple passed positionally).
+
+    Reason: ``xcit_mm.DINO.train_step`` writes DINO's step (backward, clip,
+    freeze, step, EMA) itself but must run the forward through the module
+    it is given -- the DDP wrapper in distributed runs, so that gradients
+    are synchronised -- exactly as mmengine's ``train_step`` does.
+    """
+    return module._run_forward(data, mode=mode)
 
 
 def set_dataloader_attr(dataloader: Any, name: str, value: Any) -> None:

@@ -53,10 +53,11 @@ def registry_suggestions(name: str, registry_name: str,
                 importlib.import_module(f'{lib}.registry')
             except ImportError:
                 pass
+    from xcit_mm.runtime.mmengine_private import search_child
     root = _root_registry(registry_name)
     if root is None:
         return []
-    local = root._search_child(scope) if scope else None
+    local = search_child(root, scope) if scope else None
     if local is None:  # (a Registry with no modules yet is falsy)
         local = root
     chain = []

@@ -20,6 +20,7 @@ from mmpretrain.models.selfsup.base import BaseSelfSupervisor
 from mmpretrain.structures import DataSample
 
 from xcit_mm.registry import MODEL_WRAPPERS, MODELS
+from xcit_mm.runtime.mmengine_private import run_forward
 from xcit_mm.utils.errors import ConfigError, InputShapeError
 
 CLIP_MODES = ('per_param', 'global')
@@ -265,7 +266,7 @@ class DINO(BaseSelfSupervisor):
         # 1. forward and loss
         with optim_wrapper.optim_context(forward_module):
             data = self.data_preprocessor(data, True)
-            losses = forward_module._run_forward(data, mode='loss')
+            losses = run_forward(forward_module, data, mode='loss')
         loss, log_vars = self.parse_losses(losses)
         # 2. backward
         optim_wrapper.backward(optim_wrapper.scale_loss(loss))
