@@ -101,3 +101,31 @@ def test_knn_eval_in_two_processes_equals_one(tmp_path):
         with open(out) as f:
             results[nproc] = json.load(f)
     assert results[2] == results[1]
+
+
+def test_knn_eval_loads_only_a_checkpoint_of_its_model(tmp_path):
+    """``load_model`` fills every tensor of the config's DINO from its own
+    checkpoint, and refuses one of another depth, naming the keys."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from tests.utils import load_tool
+    from xcit_mm.utils.errors import CheckpointMismatchError
+    tool = load_tool('tools/analysis_tools/knn_eval.py')
+    cfg = Config.fromfile('configs/dino/dino_xcit-digits_demo.py')
+    cfg.model.backbone.arch.depth = 1
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    trained = tool.load_model(cfg, None, random_init=True)
+    with torch.no_grad():  # unlike the weights that the seed gives
+        for p in trained.parameters():
+            p.add_(1.)
+    path = str(tmp_path / 'dino.pth')
+    torch.save({'state_dict': trained.state_dict()}, path)
+    loaded = tool.load_model(cfg, path, random_init=False)
+    for k, v in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    cfg.model.backbone.arch.depth = 2
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"does not fit the model of the config: .* "
+                       r"missing \(e\.g\. \['backbone\.blocks\.1\."):
+        tool.load_model(cfg, path, random_init=False)

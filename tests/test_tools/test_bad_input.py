@@ -183,7 +183,7 @@ def test_checkpoint_of_another_model(tmp_path, data, capsys):
     other['head'] = dict(type='LinearClsHead', num_classes=2, in_channels=48)
     wrong = _checkpoint_of(other, tmp_path / 'wider.pth')
     _fails(capsys, TEST, [cfg, wrong, '--work-dir', str(tmp_path / 'w')],
-           'The checkpoint does not match the model',
+           'The checkpoint does not fit the model',
            'with another shape', 'nothing sound to evaluate')
     resnet = _checkpoint_of(dict(
         type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
@@ -191,7 +191,9 @@ def test_checkpoint_of_another_model(tmp_path, data, capsys):
         tmp_path / 'resnet.pth')
     _fails(capsys, TRAIN, _train(tmp_path, cfg, '--cfg-options',
                                  f'load_from={resnet}'),
-           "1 of the model's", 'nothing sound to fine-tune from')
+           "does not fit the model: 1 of ",
+           "At least 50% of the model's tensors must load",
+           'nothing sound to fine-tune from')
 
 
 def test_misspelled_type(tmp_path, data, capsys):

@@ -243,7 +243,7 @@ def test_cli_reports_a_mismatch_in_one_paragraph(setups, capsys):
     with pytest.raises(SystemExit) as exit_:
         load_tool(TOOL).main([det['src'], dst, '--config', up['cfg_file']])
     assert exit_.value.code == 1
-    err = capsys.readouterr().err
+    err = ' '.join(capsys.readouterr().err.split())  # (the CLI wraps it)
     assert 'Mask R-CNN' in err and 'UperNet' in err
     assert 'Traceback' not in err
     assert not osp.exists(dst)

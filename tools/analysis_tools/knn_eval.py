@@ -26,10 +26,8 @@ import os.path as osp
 from mmengine.config import Config
 
 from xcit_mm.cli import add_config_args, load_config, run_cli
-from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  MissingFileError)
-from xcit_mm.utils.state_dict import (compare_state_dicts,
-                                      describe_comparison, unwrap_checkpoint)
+from xcit_mm.utils.errors import ConfigError, MissingFileError
+from xcit_mm.utils.state_dict import load_checked
 
 
 def parse_args(argv=None):
@@ -56,11 +54,7 @@ def parse_args(argv=None):
 
 def load_model(cfg: Config, checkpoint, random_init: bool):
     from mmengine.registry import MODELS
-    from mmengine.runner import load_state_dict
-    from mmengine.runner.checkpoint import CheckpointLoader
     from mmengine.runner.utils import set_random_seed
-
-    from xcit_mm.runtime import safe_loading
 
     seed = (cfg.get('randomness') or {}).get('seed')
     set_random_seed(0 if seed is None else seed)
@@ -68,17 +62,11 @@ def load_model(cfg: Config, checkpoint, random_init: bool):
     if random_init:
         model.init_weights()
         return model
-    with safe_loading():  # weights_only=True and xcit_mm's allow-list
-        state = unwrap_checkpoint(
-            CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu'))
-    report = compare_state_dicts(model.state_dict(), state)
-    if report['missing'] or report['mismatched'] or report['unexpected']:
-        raise CheckpointMismatchError(
-            f'{checkpoint} does not fit the model of the config: '
-            f'{describe_comparison(report)}. Use the config the checkpoint '
-            'was trained with; convert official DINO files with '
-            'tools/model_converters/dino2mm.py.')
-    load_state_dict(model, state, strict=True)
+    # read with weights_only=True and xcit_mm's allow-list, checked
+    load_checked(model, checkpoint, what='the model of the config',
+                 hint='Use the config the checkpoint was trained with; '
+                 'convert official DINO files with '
+                 'tools/model_converters/dino2mm.py.')
     return model
 
 

@@ -47,8 +47,8 @@ def convert_full(ckpt: dict, args) -> dict:
     from mmengine.registry import (MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
                                    init_default_scope)
 
-    from xcit_mm.models.converters import (convert_dino_full_checkpoint,
-                                           fast_forward_schedulers)
+    from xcit_mm.models.selfsup.dino_convert import (
+        convert_dino_full_checkpoint, fast_forward_schedulers)
     if not args.config:
         raise ConfigError(
             'A full DINO checkpoint needs --config: the DINO config of the '
@@ -96,7 +96,7 @@ def convert_full(ckpt: dict, args) -> dict:
 
 
 def convert(args) -> None:
-    from xcit_mm.models.converters import convert_dino_backbone
+    from xcit_mm.models.selfsup.dino_convert import convert_dino_backbone
     from xcit_mm.runtime.checkpoint import safe_load
     ckpt = safe_load(args.src)
     if isinstance(ckpt, dict) and 'student' in ckpt:

@@ -5,10 +5,13 @@
   ``module``, DINO ``teacher`` / ``student``);
 - :func:`strip_prefix` and :func:`strip_common_prefixes`: key renaming;
 - :func:`compare_state_dicts`: which of a model's tensors a checkpoint fills;
+- :func:`check_fit`, :func:`describe_comparison` and
+  :func:`mismatch_error`: whether a checkpoint fits a model by one of four
+  rules, in words, and the error when it does not;
 - :func:`load_checked`: the one path from a checkpoint file to a model's
-  weights (read safely, unwrap, map keys, compare, raise or load), used by
-  the backbones' ``init_cfg=dict(type='Pretrained')``, the converters and
-  the converter tools.
+  weights (read safely, unwrap, map keys, check, raise or load), used by
+  the backbones' ``init_cfg=dict(type='Pretrained')``, the converters, the
+  distillation teacher, the analysis tools and ``CheckpointMatchHook``.
 """
 import re
 from collections import OrderedDict
@@ -109,21 +112,116 @@ def compare_state_dicts(model_sd: Dict[str, torch.Tensor],
                 unexpected=unexpected)
 
 
-def describe_comparison(report: Dict[str, List]) -> str:
-    """One sentence with the counts and examples of a
-    :func:`compare_state_dicts` report."""
-    n_model = sum(len(report[k]) for k in ('loaded', 'missing',
-                                           'mismatched'))
-    return (f"{len(report['loaded'])} of the model's {n_model} tensors load; "
-            f"{len(report['missing'])} missing (e.g. "
-            f"{report['missing'][:3]}), {len(report['mismatched'])} with "
-            f"another shape (e.g. {report['mismatched'][:2]}), "
-            f"{len(report['unexpected'])} unexpected (e.g. "
-            f"{report['unexpected'][:3]})")
+#: How much of a model a checkpoint must fill, by :func:`check_fit` mode.
+FIT_RULES = {
+    'exact': 'Every tensor of the model must load with its shape and the '
+    'checkpoint may hold nothing else',
+    'cover': 'Every tensor of the model must load with its shape',
+    'partial': 'No tensor may have another shape, and at least {ratio} of '
+    "the model's tensors must load",
+    'finetune': "At least {ratio} of the model's tensors must load",
+}
 
 
-def _examples(keys: List[str], what: str, n: int = 4) -> str:
-    return f'{len(keys)} {what} (e.g. {keys[:n]})'
+def check_fit(model_sd: Dict[str, torch.Tensor],
+              ckpt_sd: Dict[str, torch.Tensor],
+              mode: str = 'exact',
+              min_loaded_ratio: float = 0.) -> Dict:
+    """Compare a checkpoint with a model and decide whether it fits.
+
+    The keys are split as in :func:`compare_state_dicts` (BN counters are
+    never required); ``mode`` says which of the splits may be non-empty:
+
+    - ``'exact'``: no key missing, of another shape or unexpected (a model's
+      own checkpoint, a conversion, a distillation teacher);
+    - ``'cover'``: no key missing or of another shape; other checkpoint keys
+      are ignored (evaluating or resuming, where the file may hold more);
+    - ``'partial'``: no key of another shape, and at least
+      ``min_loaded_ratio`` of the model's tensors load (pretrained weights
+      for a part of the model);
+    - ``'finetune'``: at least ``min_loaded_ratio`` of the model's tensors
+      load; tensors of another shape keep their initial values, as missing
+      ones do (a classifier fine-tuned with a head of another size).
+
+    Args:
+        model_sd (dict): The model's state dict (tensors, or ``meta``
+            tensors of the right shapes).
+        ckpt_sd (dict): The checkpoint's tensors, with the model's names.
+        mode (str): One of :data:`FIT_RULES`. Defaults to ``'exact'``.
+        min_loaded_ratio (float): The least share of the model's tensors
+            that must load, in any mode. Defaults to 0.
+
+    Returns:
+        dict: The :func:`compare_state_dicts` report plus ``total`` (the
+        model tensors that count: all but the absent BN counters), ``rule``
+        (the mode's rule in words) and ``fits`` (bool).
+
+    Raises:
+        ValueError: an unknown ``mode``.
+    """
+    if mode not in FIT_RULES:
+        raise ValueError(f'mode must be one of {tuple(FIT_RULES)}, got '
+                         f'{mode!r}.')
+    report = compare_state_dicts(model_sd, ckpt_sd)
+    total = sum(len(report[k]) for k in ('loaded', 'missing', 'mismatched'))
+    enough = len(report['loaded']) >= min_loaded_ratio * total
+    fits = {
+        'exact': not (report['missing'] or report['mismatched']
+                      or report['unexpected']),
+        'cover': not (report['missing'] or report['mismatched']),
+        'partial': not report['mismatched'],
+        'finetune': True,
+    }[mode] and enough
+    report.update(total=total, fits=fits, rule=FIT_RULES[mode].format(
+        ratio=f'{min_loaded_ratio:.0%}'))
+    return report
+
+
+def describe_comparison(report: Dict) -> str:
+    """The counts and examples of a :func:`compare_state_dicts` or
+    :func:`check_fit` report, in one clause: ``'3 of 6 tensors load; 2
+    missing (e.g. [...]), 1 with another shape (e.g. ['k: checkpoint (..)
+    vs model (..)']), 0 unexpected'``."""
+    total = sum(len(report[k]) for k in ('loaded', 'missing', 'mismatched'))
+
+    def part(kind: str, label: str, n: int) -> str:
+        keys = report[kind]
+        return f'{len(keys)} {label}' + (f' (e.g. {keys[:n]})' if keys
+                                         else '')
+
+    return (f"{len(report['loaded'])} of {total} tensors load; "
+            f"{part('missing', 'missing', 4)}, "
+            f"{part('mismatched', 'with another shape', 2)}, "
+            f"{part('unexpected', 'unexpected', 4)}")
+
+
+def mismatch_error(report: Dict, source: str = 'The checkpoint',
+                   what: str = 'the model',
+                   hint: str = '') -> CheckpointMismatchError:
+    """The error for a :func:`check_fit` report that does not fit: the
+    counts and examples, the rule that failed, and ``hint`` (what to do).
+
+    Args:
+        report (dict): From :func:`check_fit`.
+        source (str): The checkpoint, as the message names it.
+        what (str): The model, as the message names it.
+        hint (str): Appended to the message.
+    """
+    return CheckpointMismatchError(
+        f'{source} does not fit {what}: {describe_comparison(report)}. '
+        f"{report['rule']}. {hint}".strip())
+
+
+def _read_checkpoint(filename: str) -> object:
+    """A local file with :func:`~xcit_mm.runtime.checkpoint.safe_load`, an
+    ``http(s)://`` URL (or another of mmengine's schemes) with mmengine's
+    loader inside :func:`~xcit_mm.runtime.checkpoint.safe_loading`."""
+    from xcit_mm.runtime.checkpoint import safe_load, safe_loading
+    if '://' not in filename:
+        return safe_load(filename)
+    from mmengine.runner.checkpoint import CheckpointLoader
+    with safe_loading():
+        return CheckpointLoader.load_checkpoint(filename, map_location='cpu')
 
 
 def load_checked(
@@ -134,19 +232,26 @@ def load_checked(
         prefix: str = '',
         key_map: Optional[Callable[[Dict], Tuple[Dict, str]]] = None,
         skip: Optional[Callable[[str], bool]] = None,
-        strict: bool = True,
+        mode: str = 'exact',
         min_loaded_ratio: float = 0.,
         what: str = 'the model',
         hint: str = '',
+        source: Optional[str] = None,
         reader: Optional[Callable[[str], object]] = None,
         load: bool = True) -> Tuple[Dict[str, torch.Tensor], dict]:
     """Read a checkpoint, map its keys, check them against a model, load.
 
-    The steps, in order:
+    The one path from a checkpoint to a model's weights in xcit_mm: the
+    backbones' ``init_cfg=dict(type='Pretrained')``, the converters, the
+    distillation teacher, the analysis tools, and the check that
+    :class:`~xcit_mm.runtime.CheckpointMatchHook` runs before mmengine
+    loads (``load=False``). The steps, in order:
 
     1. read ``checkpoint`` when it is a path, with
-       :func:`xcit_mm.runtime.checkpoint.safe_load` (or ``reader``); a
-       missing file raises :class:`MissingFileError` ending with ``hint``;
+       :func:`xcit_mm.runtime.checkpoint.safe_load` (``http(s)://`` URLs
+       through mmengine's loader with the same allow-list), or with
+       ``reader``; a missing file raises :class:`MissingFileError` ending
+       with ``hint``;
     2. take the tensor dict inside it (:func:`unwrap_checkpoint` with
        ``key``) and, when some keys start with ``prefix``, keep only those,
        without the prefix;
@@ -156,19 +261,18 @@ def load_checked(
     4. drop the keys the target lacks for which ``skip(key)`` is true (the
        classification-only weights when a dense backbone reads a
        classifier);
-    5. compare with the target's state dict (:func:`compare_state_dicts`)
-       and raise :class:`CheckpointMismatchError`, naming the missing,
-       unexpected and mis-shaped keys, when a shape differs, when fewer than
-       ``min_loaded_ratio`` of the target's tensors would load, or, with
-       ``strict``, when any key is missing (BN counters included) or
-       unexpected;
-    6. load the matching tensors into ``target`` when it is a module and
+    5. check the fit with the target's state dict (:func:`check_fit` with
+       ``mode`` and ``min_loaded_ratio``) and, when it does not fit, raise
+       :class:`CheckpointMismatchError` naming the missing, unexpected and
+       mis-shaped keys and the rule that failed (:func:`mismatch_error`);
+    6. load the tensors that fit into ``target`` when it is a module and
        ``load`` is true.
 
     Args:
         target (nn.Module | dict): The model, or the state dict (tensors of
             the right shapes, e.g. on the ``meta`` device) to match.
-        checkpoint (str | dict): A file name or a loaded checkpoint.
+        checkpoint (str | dict): A file name or URL, or a loaded
+            checkpoint.
         key (str, optional): The checkpoint entry to read (e.g.
             ``'model_ema'``). Defaults to None (the usual wrappers).
         prefix (str): Read only the keys with this prefix (e.g.
@@ -177,28 +281,29 @@ def load_checked(
             source_format)``. Defaults to None (names kept).
         skip (callable, optional): ``key -> bool``: checkpoint keys that
             the target may lack. Defaults to None.
-        strict (bool): Every key must match. Defaults to True.
-        min_loaded_ratio (float): With ``strict=False``, the least share of
-            the target's tensors that must load. Defaults to 0.
+        mode (str): How much must fit (see :func:`check_fit`):
+            ``'exact'``, ``'cover'``, ``'partial'`` or ``'finetune'``.
+            Defaults to ``'exact'``.
+        min_loaded_ratio (float): The least share of the target's tensors
+            that must load. Defaults to 0.
         what (str): The target in the error messages. Defaults to
             ``'the model'``.
         hint (str): What to do, appended to the error messages.
-        reader (callable, optional): Reads a file name; defaults to
-            :func:`~xcit_mm.runtime.checkpoint.safe_load`.
+        source (str, optional): The checkpoint in the error messages.
+            Defaults to the file name, or ``'The checkpoint'``.
+        reader (callable, optional): Reads a file name instead of step 1's
+            default.
         load (bool): Load into a module target. Defaults to True.
 
     Returns:
         tuple: The tensors that load, in the target's order, and the
-        :func:`compare_state_dicts` report plus ``skipped`` (the dropped
-        keys of step 4) and ``source_format`` (from ``key_map``, else None).
+        :func:`check_fit` report plus ``skipped`` (the dropped keys of
+        step 4) and ``source_format`` (from ``key_map``, else None).
     """
-    source = 'The checkpoint'
     if isinstance(checkpoint, str):
-        if reader is None:
-            from xcit_mm.runtime.checkpoint import safe_load as reader
-        source = repr(checkpoint)
+        source = source or repr(checkpoint)
         try:
-            checkpoint = reader(checkpoint)
+            checkpoint = (reader or _read_checkpoint)(checkpoint)
         except FileNotFoundError:
             raise MissingFileError(
                 f'The checkpoint {source} for {what} does not exist. '
@@ -214,27 +319,17 @@ def load_checked(
     skipped = [k for k in sd
                if skip is not None and k not in expected and skip(k)]
     sd = {k: v for k, v in sd.items() if k not in set(skipped)}
-    report = compare_state_dicts(expected, sd)
-    if strict:
-        report['missing'] = [k for k in expected if k not in sd]
+    report = check_fit(expected, sd, mode, min_loaded_ratio)
     report.update(skipped=skipped, source_format=fmt)
-    loaded, missing, unexpected, mismatched = (
-        report[k] for k in ('loaded', 'missing', 'unexpected', 'mismatched'))
-    layout = f' ({fmt})' if fmt else ''
-    if mismatched or (strict and (missing or unexpected)):
-        raise CheckpointMismatchError(
-            f'{source}{layout} does not fit {what}: '
-            f"{_examples(missing, 'missing')}, "
-            f"{_examples(unexpected, 'unexpected')}, "
-            f"{_examples(mismatched, 'shape mismatches', 2)}. {hint}")
-    if len(loaded) < min_loaded_ratio * len(expected):
-        raise CheckpointMismatchError(
-            f'{source}{layout} fills only {len(loaded)} of the '
-            f'{len(expected)} tensors of {what}; missing e.g. {missing[:5]}, '
-            f'unexpected e.g. {unexpected[:5]}. {hint}')
-    state = OrderedDict((k, sd[k]) for k in loaded)
+    if not report['fits']:
+        layout = f' ({fmt})' if fmt else ''
+        raise mismatch_error(report, f"{source or 'The checkpoint'}{layout}",
+                             what, hint)
+    state = OrderedDict((k, sd[k]) for k in report['loaded'])
     if load and isinstance(target, nn.Module):
-        target.load_state_dict(state, strict=strict)
+        # the check above is the strict one: what is left out here are BN
+        # counters and, by ``mode``, keys allowed to be absent
+        target.load_state_dict(state, strict=False)
     return state, report
 
 

@@ -24,7 +24,7 @@ from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   ImageLoadError, InputShapeError,
                                   MissingFileError)
-from xcit_mm.utils.state_dict import compare_state_dicts
+from xcit_mm.utils.state_dict import load_checked
 
 #: ImageNet mean / std (RGB, 0-255), used when the config names none.
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
@@ -134,27 +134,17 @@ def build_xcit_from_checkpoint(cfg, checkpoint: str,
     }
     # BN and SyncBN hold the same weights and agree in eval mode.
     model = XCiT(**kwargs, out_type='cls_token' if with_cls else 'featmap')
-    expected = model.state_dict()
-    report = compare_state_dicts(expected, backbone)
-    missing = [k for k in expected if k not in backbone]
-    if report['mismatched'] or missing:
-        try:
-            ckpt_arch = infer_arch(backbone)
-        except CheckpointMismatchError:
-            ckpt_arch = 'unknown'
-        problems = []
-        if missing:
-            problems.append(f'{len(missing)} tensors missing (e.g. '
-                            f'{missing[:3]})')
-        if report['mismatched']:
-            problems.append(f"{len(report['mismatched'])} with another shape "
-                            f"(e.g. {report['mismatched'][:2]})")
-        raise CheckpointMismatchError(
-            f'{checkpoint!r} does not fit the config\'s XCiT (arch '
-            f'{xcit_cfg.get("arch")}, patch {xcit_cfg.get("patch_size", 16)}'
-            f'): {"; ".join(problems)}. The checkpoint is {ckpt_arch}: use a '
-            'config of that architecture.')
-    model.load_state_dict({k: backbone[k] for k in expected}, strict=True)
+    try:  # named in the error, should the weights not fit
+        ckpt_arch = infer_arch(backbone)
+    except CheckpointMismatchError:
+        ckpt_arch = 'unknown'
+    # extra keys (an official dense backbone's fpn*) are ignored
+    load_checked(
+        model, {'state_dict': backbone}, mode='cover', source=repr(checkpoint),
+        what=f"the config's XCiT (arch {xcit_cfg.get('arch')}, patch "
+        f"{xcit_cfg.get('patch_size', 16)})",
+        hint=f'The checkpoint is {ckpt_arch}: use a config of that '
+        'architecture.')
     model.eval()
     fc = head.get('fc.weight')
     info = dict(format=fmt, class_attention=with_cls,

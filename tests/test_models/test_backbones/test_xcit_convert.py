@@ -123,13 +123,15 @@ def test_init_cfg_pretrained_failures(tmp_path):
         XCiT(TINY_ARCH, init_cfg=dict(type='Pretrained',
                                       checkpoint=str(tmp_path / 'no.pth'))
              ).init_weights()
-    with pytest.raises(ValueError, match='shape mismatches'):
+    with pytest.raises(ValueError, match=r'with another shape.*checkpoint '
+                       r'\(1, 1, 32\) vs model \(1, 1, 64\)'):
         XCiT(dict(TINY_ARCH, embed_dims=64),
              init_cfg=dict(type='Pretrained', checkpoint=path)).init_weights()
     # a checkpoint that fills almost nothing fails instead of silently passing
     torch.save({'state_dict': {'backbone.pos_embed.token_projection.bias':
                                torch.zeros(32)}}, path)
-    with pytest.raises(RuntimeError, match='fills only 1 of'):
+    with pytest.raises(RuntimeError,
+                       match=r'1 of \d+ tensors load.*at least 50%'):
         XCiT(TINY_ARCH, init_cfg=dict(type='Pretrained', checkpoint=path,
                                       prefix='backbone.')).init_weights()
 

@@ -9,9 +9,8 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
 from tests.utils import REPO, TINY_ARCH
-from xcit_mm.models.converters import (convert_dino_backbone,
-                                       convert_dino_full_checkpoint,
-                                       dino_param_order)
+from xcit_mm.models.selfsup.dino_convert import (
+    convert_dino_backbone, convert_dino_full_checkpoint, dino_param_order)
 from xcit_mm.utils.errors import CheckpointMismatchError
 
 HEAD = dict(type='xcit_mm.DINOHead', in_channels=32, out_channels=16,
@@ -198,7 +197,7 @@ def test_fast_forward_schedulers_equals_stepping_every_group():
     from mmengine.optim import OptimWrapper
     from mmengine.registry import PARAM_SCHEDULERS
 
-    from xcit_mm.models.converters import fast_forward_schedulers
+    from xcit_mm.models.selfsup.dino_convert import fast_forward_schedulers
     cfgs = [
         dict(type='LinearLR', start_factor=1e-3, by_epoch=True, begin=0,
              end=2, convert_to_iter_based=True),

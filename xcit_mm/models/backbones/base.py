@@ -122,7 +122,7 @@ class TransformerBackbone(BaseBackbone):
             self, filename, prefix=prefix,
             key_map=type(self).checkpoint_filter,
             skip=self.classification_only.match,
-            strict=self.pretrained_strict,
+            mode='exact' if self.pretrained_strict else 'partial',
             min_loaded_ratio=self.min_loaded_ratio,
             what=f'this {self.family} (prefix {prefix!r})',
             hint=f'Check the arch and init_cfg.prefix, convert official '

@@ -9,18 +9,14 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.runner.checkpoint import CheckpointLoader
 from mmpretrain.models import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 from mmpretrain.structures import DataSample
 
 from xcit_mm.models.heads import DistillClsHead
 from xcit_mm.registry import MODELS
-from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  MissingFileError)
-from xcit_mm.utils.state_dict import (compare_state_dicts,
-                                      strip_common_prefixes,
-                                      unwrap_checkpoint)
+from xcit_mm.utils.errors import ConfigError, MissingFileError
+from xcit_mm.utils.state_dict import load_checked
 
 TEACHER_HELP = """\
 The distillation teacher's checkpoint {path!r} does not exist. Get one:
@@ -235,22 +231,11 @@ class DistillImageClassifier(ImageClassifier):
                 + TEACHER_HELP.format(path='checkpoints/teacher.pth'))
         if '://' not in path and not osp.isfile(osp.expanduser(path)):
             raise MissingFileError(TEACHER_HELP.format(path=path))
-        state = strip_common_prefixes(
-            unwrap_checkpoint(
-                CheckpointLoader.load_checkpoint(
-                    osp.expanduser(path), map_location='cpu')), ('module.', ))
-        report = compare_state_dicts(self.teacher.state_dict(), state)
-        if report['missing'] or report['mismatched'] or report['unexpected']:
-            raise CheckpointMismatchError(
-                f'Teacher checkpoint {path!r} does not fit the teacher '
-                f'config ({type(self.teacher).__name__}): '
-                f"{len(report['missing'])} missing keys (e.g. "
-                f"{report['missing'][:3]}), {len(report['mismatched'])} with "
-                f"another shape (e.g. {report['mismatched'][:2]}), "
-                f"{len(report['unexpected'])} unexpected keys (e.g. "
-                f"{report['unexpected'][:3]}). Check that model.teacher is "
-                'the architecture the file was saved from.')
-        self.teacher.load_state_dict(state, strict=False)
+        state, _ = load_checked(
+            self.teacher, osp.expanduser(path), prefix='module.',
+            what=f'the teacher config ({type(self.teacher).__name__})',
+            hint='Check that model.teacher is the architecture the file was '
+            'saved from.')
         self.teacher.eval()
         MMLogger.get_current_instance().info(
             f'Loaded the distillation teacher '

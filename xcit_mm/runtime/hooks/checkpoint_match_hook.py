@@ -7,9 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from xcit_mm.registry import HOOKS
-from xcit_mm.utils.errors import CheckpointMismatchError
-from xcit_mm.utils.state_dict import (compare_state_dicts,
-                                      describe_comparison)
+from xcit_mm.utils.state_dict import describe_comparison, load_checked
 
 MODES = ('strict', 'finetune')
 
@@ -23,10 +21,13 @@ class CheckpointMatchHook(Hook):
     missing and mismatched keys, and the run goes on with random weights
     (evaluating them, or resuming from them). This hook runs in
     ``after_load_checkpoint``, before the weights are copied, and raises
-    :class:`CheckpointMismatchError` with the counts, examples and the fix:
+    :class:`~xcit_mm.utils.errors.CheckpointMismatchError` with the counts,
+    examples and the fix. The check is
+    :func:`xcit_mm.utils.state_dict.load_checked` without the loading, so
+    the rules and messages are those of every other loader in xcit_mm:
 
     - ``mode='strict'``: each model tensor must be in the checkpoint with
-      its shape;
+      its shape (other checkpoint keys are ignored);
     - ``mode='finetune'`` (the runtime bases' setting): at least
       ``min_loaded_ratio`` of the model's tensors must load (``load_from``
       for fine-tuning: a new head of another size is fine); the rest is
@@ -60,32 +61,34 @@ class CheckpointMatchHook(Hook):
         # loader does: DDP-like wrappers and test-time augmentation
         if is_model_wrapper(model) or isinstance(model, BaseTTAModel):
             model = model.module
-        ckpt_sd = checkpoint.get('state_dict', checkpoint)
-        for p, r in self.revise_keys:
-            ckpt_sd = {re.sub(p, r, k): v for k, v in ckpt_sd.items()}
-        ckpt_sd = {k: v for k, v in ckpt_sd.items() if torch.is_tensor(v)}
-        report = compare_state_dicts(model.state_dict(), ckpt_sd)
-        n_model = len(report['loaded']) + len(report['missing']) + len(
-            report['mismatched'])
         resuming = getattr(runner, 'resuming', None)
         if resuming is None:  # mmengine's Runner: what the config says
             resuming = bool(runner.cfg.get('resume', False))
         testing = getattr(runner, 'phase', None) in ('val', 'test')
         strict = self.mode == 'strict' or resuming or testing
-        ok = (not report['missing'] and not report['mismatched']) if strict \
-            else len(report['loaded']) >= self.min_loaded_ratio * n_model
-        summary = describe_comparison(report)
-        if ok:
-            if report['missing'] or report['mismatched']:
-                runner.logger.warning(f'Checkpoint vs model: {summary}.')
-            return
         what = 'resume from' if resuming else (
             'evaluate' if strict else 'fine-tune from')
-        raise CheckpointMismatchError(
-            f'The checkpoint does not match the model ({summary}), so there '
-            f'is nothing sound to {what}: it is probably a checkpoint of '
-            'another model or architecture. Pass the checkpoint that this '
-            'config trained, or convert official / timm XCiT weights with '
-            'tools/model_converters/xcit2mm.py; to start a backbone from '
-            "pretrained weights use model.backbone.init_cfg=dict(type="
-            "'Pretrained', checkpoint=PATH, prefix='backbone.').")
+
+        def revise(sd: dict) -> Tuple[dict, None]:
+            sd = {k: v for k, v in sd.items() if torch.is_tensor(v)}
+            for p, r in self.revise_keys:
+                sd = {re.sub(p, r, k): v for k, v in sd.items()}
+            return sd, None
+
+        # the entry mmengine's loader reads: ``state_dict``, else the whole
+        # checkpoint (not the other wrappers that unwrap_checkpoint knows)
+        _, report = load_checked(
+            model, {'state_dict': checkpoint.get('state_dict', checkpoint)},
+            key_map=revise, mode='cover' if strict else 'finetune',
+            min_loaded_ratio=0. if strict else self.min_loaded_ratio,
+            load=False,
+            hint=f'There is nothing sound to {what}: it is probably a '
+            'checkpoint of another model or architecture. Pass the '
+            'checkpoint that this config trained, or convert official / '
+            'timm XCiT weights with tools/model_converters/xcit2mm.py; to '
+            'start a backbone from pretrained weights use '
+            "model.backbone.init_cfg=dict(type='Pretrained', "
+            "checkpoint=PATH, prefix='backbone.').")
+        if report['missing'] or report['mismatched']:
+            runner.logger.warning(
+                f'Checkpoint vs model: {describe_comparison(report)}.')

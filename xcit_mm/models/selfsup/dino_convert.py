@@ -17,6 +17,10 @@ Two kinds of files come from facebookresearch/dino:
   AdamW moments re-indexed for xcit_mm's optimizer, and the epoch, so that
   ``tools/train.py --resume`` continues the run
   (``tools/model_converters/dino2mm.py`` writes the file).
+
+The module sits beside :class:`~xcit_mm.models.selfsup.DINO`, as the XCiT
+and CrossFormer weight conversions sit beside their backbones
+(:mod:`xcit_mm.models.backbones.xcit_convert`, whose key mapping it uses).
 """
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
