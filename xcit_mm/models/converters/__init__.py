@@ -1,7 +1,6 @@
 """Conversion of official DINO training checkpoints (student, teacher,
-optimizer and schedules) for ``tools/train.py --resume``; the command-line
-wrapper is ``tools/model_converters/dino2mm.py``. The XCiT and CrossFormer
-weight conversions live beside their backbones
+optimizer and schedules) into a state that an xcit_mm run resumes from.
+The XCiT and CrossFormer weight conversions live beside their backbones
 (:mod:`xcit_mm.models.backbones.xcit_convert`,
 :mod:`xcit_mm.models.backbones.crossformer_convert`)."""
 from .dino import (convert_dino_backbone, convert_dino_full_checkpoint,

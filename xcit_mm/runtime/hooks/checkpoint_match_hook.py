@@ -86,6 +86,8 @@ class CheckpointMatchHook(Hook):
             f'is nothing sound to {what}: it is probably a checkpoint of '
             'another model or architecture. Pass the checkpoint that this '
             'config trained, or convert official / timm XCiT weights with '
-            'tools/model_converters/xcit2mm.py; to start a backbone from '
-            "pretrained weights use model.backbone.init_cfg=dict(type="
-            "'Pretrained', checkpoint=PATH, prefix='backbone.').")
+            'xcit_mm.models.backbones.xcit_convert.convert_checkpoint; to '
+            'start a backbone from pretrained weights use '
+            "model.backbone.init_cfg=dict(type='Pretrained', "
+            "checkpoint=PATH, prefix='backbone.').",
+            remedy='convert-xcit')
