@@ -187,7 +187,7 @@ def test_checkpoint_of_another_model(tmp_path, data, capsys):
     _fails(capsys, TEST, [cfg, wrong, '--work-dir', str(tmp_path / 'w')],
            'The checkpoint does not match the model',
            'with another shape', 'nothing sound to evaluate',
-           'Command: python tools/model_converters/xcit2mm.py SRC DST')
+           'Converter: python tools/model_converters/xcit2mm.py SRC DST')
     resnet = _checkpoint_of(dict(
         type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
         head=dict(type='LinearClsHead', num_classes=2, in_channels=512)),

@@ -124,8 +124,9 @@ def test_command_line_form_of_library_fixes():
     assert str(e) == 'No data; set a.data_root in the config.'
     assert explain_exception(e) == (
         'No data; set a.data_root in the config.\nOn the command line: '
-        '--cfg-options a.data_root=PATH b.data_root=PATH. Command: python '
-        'tools/demo.py (the same tools on a small built-in data set).')
+        '--cfg-options a.data_root=PATH b.data_root=PATH. Without the data, '
+        'python tools/demo.py runs the same tools on a small built-in data '
+        'set.')
     e = ConfigError('Bad value.', config_key='model.pretrained',
                     config_value='None')
     assert e.config_keys == ('model.pretrained', )
@@ -133,6 +134,6 @@ def test_command_line_form_of_library_fixes():
         'On the command line: --cfg-options model.pretrained=None.')
     e = CheckpointMismatchError('Wrong layout.', remedy='convert-xcit')
     assert explain_exception(e) == (
-        'Wrong layout.\nCommand: python tools/model_converters/xcit2mm.py '
-        'SRC DST [--backbone-only].')
+        'Wrong layout.\nConverter: python tools/model_converters/xcit2mm.py'
+        ' SRC DST [--backbone-only].')
     assert explain_exception(ConfigError('Plain.')) == 'Plain.'

@@ -30,17 +30,18 @@ _REGISTRY_MISS = re.compile(
     r"^'?(?P<name>[\w.]+) is not in the (?:(?P<scope>[\w]+)::)?"
     r'(?P<registry>[\w ]+?) registry')
 
-#: The command that does each fix of :data:`xcit_mm.utils.errors.REMEDIES`.
+#: The command-line form of each fix of
+#: :data:`xcit_mm.utils.errors.REMEDIES`, as a sentence.
 REMEDY_COMMANDS = {
-    'convert-xcit': 'python tools/model_converters/xcit2mm.py SRC DST '
-    '[--backbone-only]',
-    'convert-crossformer': 'python tools/model_converters/crossformer2mm.py '
-    'SRC DST [--backbone-only]',
-    'teacher-checkpoint': 'python tools/model_converters/timm_teacher.py '
-    'regnety_160.deit_in1k DST (downloads DeiT\'s RegNetY-16GF teacher '
-    'through timm; --src FILE converts a file you already have)',
-    'sample-data': 'python tools/demo.py (the same tools on a small '
-    'built-in data set)',
+    'convert-xcit': 'Converter: python tools/model_converters/xcit2mm.py '
+    'SRC DST [--backbone-only].',
+    'convert-crossformer': 'Converter: python '
+    'tools/model_converters/crossformer2mm.py SRC DST [--backbone-only].',
+    'teacher-checkpoint': 'To download and save it: python '
+    'tools/model_converters/timm_teacher.py regnety_160.deit_in1k PATH '
+    '(with --src FILE it converts a file you already have).',
+    'sample-data': 'Without the data, python tools/demo.py runs the same '
+    'tools on a small built-in data set.',
 }
 
 
@@ -117,7 +118,7 @@ def command_line_hint(exc: BaseException) -> str:
                      ' '.join(f'{k}={value}' for k in keys) + '.')
     command = REMEDY_COMMANDS.get(getattr(exc, 'remedy', None))
     if command:
-        parts.append(f'Command: {command}.')
+        parts.append(command)
     return ' '.join(parts)
 
 
