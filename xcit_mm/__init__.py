@@ -22,8 +22,8 @@ def _check_torch(version: str) -> None:
     if found < MIN_TORCH:
         raise ImportError(
             f'xcit_mm needs torch >= {MIN_TORCH[0]}.{MIN_TORCH[1]} but torch '
-            f'{version} is installed: upgrade it (tools/install.sh installs '
-            'the tested versions).')
+            f'{version} is installed: upgrade it (requirements/runtime.txt '
+            'lists the supported versions).')
 
 
 _check_torch(_torch.__version__)

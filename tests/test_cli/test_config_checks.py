@@ -110,3 +110,30 @@ def test_registry_suggestions_and_explanations():
     assert "Did you mean 'CosineAnnealingLR'" in text
     assert explain_exception(KeyError('some_key')) is None  # a bug
     assert explain_exception(ValueError('x')) is None
+
+
+def test_command_line_form_of_library_fixes():
+    """Library errors name config keys and remedies as data; the tools add
+    ``--cfg-options`` and the command."""
+    from xcit_mm.cli.report import REMEDY_COMMANDS
+    from xcit_mm.utils.errors import REMEDIES, CheckpointMismatchError
+    assert set(REMEDY_COMMANDS) == set(REMEDIES)
+    e = MissingFileError('No data; set a.data_root in the config.',
+                         config_key=('a.data_root', 'b.data_root'),
+                         config_value='PATH', remedy='sample-data')
+    assert str(e) == 'No data; set a.data_root in the config.'
+    assert explain_exception(e) == (
+        'No data; set a.data_root in the config.\nOn the command line: '
+        '--cfg-options a.data_root=PATH b.data_root=PATH. Without the data, '
+        'python tools/demo.py runs the same tools on a small built-in data '
+        'set.')
+    e = ConfigError('Bad value.', config_key='model.pretrained',
+                    config_value='None')
+    assert e.config_keys == ('model.pretrained', )
+    assert explain_exception(e).endswith(
+        'On the command line: --cfg-options model.pretrained=None.')
+    e = CheckpointMismatchError('Wrong layout.', remedy='convert-xcit')
+    assert explain_exception(e) == (
+        'Wrong layout.\nConverter: python tools/model_converters/xcit2mm.py'
+        ' SRC DST [--backbone-only].')
+    assert explain_exception(ConfigError('Plain.')) == 'Plain.'

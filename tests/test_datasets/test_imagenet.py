@@ -4,6 +4,7 @@ import pytest
 from mmengine.registry import DATASETS, init_default_scope
 
 from tests.utils import make_split_folders
+from xcit_mm.cli import explain_exception
 from xcit_mm.datasets import ImageNet
 from xcit_mm.utils.errors import MissingFileError
 
@@ -42,7 +43,15 @@ def test_missing_data_names_path_and_layout(tmp_path):
     msg = str(e.value)
     assert f"'{root}/train' does not exist" in msg
     assert 'n01440764' in msg and 'meta/train.txt' in msg
-    assert 'tools/demo.py' in msg
+    # the library names the config keys; the tools add the command line
+    assert 'set train_dataloader.dataset.data_root' in ' '.join(msg.split())
+    assert 'tools/' not in msg and '--cfg-options' not in msg
+    assert e.value.config_keys == tuple(
+        f'{s}_dataloader.dataset.data_root' for s in ('train', 'val', 'test'))
+    assert e.value.remedy == 'sample-data'
+    cli = explain_exception(e.value)
+    assert cli.startswith(msg) and 'python tools/demo.py' in cli
+    assert '--cfg-options train_dataloader.dataset.data_root=PATH' in cli
     assert isinstance(e.value, FileNotFoundError)  # what callers expect
 
 

@@ -141,6 +141,7 @@ def test_mmseg_pretrained_is_explained(tmp_path, capsys):
     err = ' '.join(capsys.readouterr().err.split())
     assert "XCiT got pretrained='open-mmlab://resnet50_v1c'" in err
     assert 'model.pretrained=None' in err and 'Traceback' not in err
+    assert '--cfg-options model.pretrained=None' in err
 
 
 # 3. attention maps of the 1-channel demo model ------------------------------

@@ -97,7 +97,8 @@ def test_missing_dataset_folder_and_annotation_file(tmp_path, data, capsys):
     cfg = _config(tmp_path, str(tmp_path / 'no_such_data'))
     _fails(capsys, TRAIN, _train(tmp_path, cfg),
            'data set folder', 'no_such_data does not exist',
-           'train_dataloader.dataset.data_root in the config')
+           'train_dataloader.dataset.data_root in the config',
+           '--cfg-options train_dataloader.dataset.data_root=/path/to/data')
     cfg = _config(tmp_path, data, train_dataloader__dataset__ann_file=(
         'meta/train.txt'))
     _fails(capsys, TRAIN, _train(tmp_path, cfg), 'annotation file',
@@ -117,7 +118,8 @@ def test_real_configs_without_imagenet_or_load_from(tmp_path, capsys):
         str(work), '--cfg-options',
         f'train_dataloader.dataset.data_root={missing}'
     ], f"ImageNet data not found: '{missing}/train' does not exist",
-        'n01440764')
+        'n01440764', '--cfg-options train_dataloader.dataset.data_root=PATH '
+        'val_dataloader.dataset.data_root=PATH', 'python tools/demo.py')
     _fails(capsys, TRAIN, [
         osp.join(REPO, 'configs/xcit/xcit-n12-p16_in1k-dist-384px.py'),
         '--work-dir', str(work)
@@ -184,7 +186,8 @@ def test_checkpoint_of_another_model(tmp_path, data, capsys):
     wrong = _checkpoint_of(other, tmp_path / 'wider.pth')
     _fails(capsys, TEST, [cfg, wrong, '--work-dir', str(tmp_path / 'w')],
            'The checkpoint does not fit the model',
-           'with another shape', 'nothing sound to evaluate')
+           'with another shape', 'nothing sound to evaluate',
+           'Converter: python tools/model_converters/xcit2mm.py SRC DST')
     resnet = _checkpoint_of(dict(
         type='ImageClassifier', backbone=dict(type='ResNet', depth=18),
         head=dict(type='LinearClsHead', num_classes=2, in_channels=512)),

@@ -24,6 +24,7 @@ import torch
 
 from tests.utils import (REPO, load_tool, make_ade, make_coco, randomize_,
                          tiny_dense_config)
+from xcit_mm.cli import explain_exception
 from xcit_mm.models.backbones.xcit_convert import (build_model_from_config,
                                                    convert_dense_checkpoint)
 from xcit_mm.models.backbones import XCiT
@@ -222,14 +223,19 @@ def test_mismatches_are_explained(setups):
                 'head.bias': torch.zeros(10)})
     with pytest.raises(CheckpointMismatchError,
                        match='XCiT ImageNet classifier or DINO backbone .*'
-                       'not trained Mask R-CNN .*--backbone-only'):
+                       'not trained Mask R-CNN .*backbone_only=True') as e:
         convert_dense_checkpoint({'model': cls}, det['model'])
+    assert e.value.remedy == 'convert-xcit'  # the tools print the command
+    assert 'xcit2mm.py SRC DST [--backbone-only]' in explain_exception(
+        e.value)
     # a --backbone-only file
     backbone = {k: v for k, v in up['model'].state_dict().items()
                 if k.startswith('backbone.')}
     with pytest.raises(CheckpointMismatchError,
-                       match='XCiT backbone only .*init_cfg.checkpoint to it'):
+                       match='XCiT backbone only .*init_cfg.checkpoint to it'
+                       ) as e:
         convert_dense_checkpoint({'state_dict': backbone}, up['model'])
+    assert e.value.remedy is None
     # a classification model as the target
     with pytest.raises(ConfigError, match='not a detection / segmentation'):
         convert_dense_checkpoint({'state_dict': up['official']},

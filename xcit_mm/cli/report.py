@@ -11,6 +11,10 @@ file exists and checks the ``--cfg-options`` keys
 that are bad input in disguise, see :func:`explain_exception`) is printed as
 ``<tool>: error: ...``, filled to one paragraph, and the process exits with
 status 1. Any other exception is a bug and keeps its traceback.
+
+The library's messages speak of config keys and the Python API; the
+command-line wording is added here (:func:`command_line_hint`), from the
+``config_keys`` and ``remedy`` an error carries.
 """
 import argparse
 import os.path as osp
@@ -26,6 +30,19 @@ _REGISTRY_MISS = re.compile(
     r"^'?(?P<name>[\w.]+) is not in the (?:(?P<scope>[\w]+)::)?"
     r'(?P<registry>[\w ]+?) registry')
 
+#: The command-line form of each fix of
+#: :data:`xcit_mm.utils.errors.REMEDIES`, as a sentence.
+REMEDY_COMMANDS = {
+    'convert-xcit': 'Converter: python tools/model_converters/xcit2mm.py '
+    'SRC DST [--backbone-only].',
+    'convert-crossformer': 'Converter: python '
+    'tools/model_converters/crossformer2mm.py SRC DST [--backbone-only].',
+    'teacher-checkpoint': 'To download and save it: python '
+    'tools/model_converters/timm_teacher.py regnety_160.deit_in1k PATH '
+    '(with --src FILE it converts a file you already have).',
+    'sample-data': 'Without the data, python tools/demo.py runs the same '
+    'tools on a small built-in data set.',
+}
 
 
 def one_paragraph(text: str, width: int = 79) -> str:
@@ -61,7 +78,8 @@ def explain_exception(exc: BaseException) -> Optional[str]:
     caller should let it propagate with its traceback.
     """
     if isinstance(exc, XCiTMMError):
-        return str(exc)
+        hint = command_line_hint(exc)
+        return f'{exc}\n{hint}' if hint else str(exc)
     if isinstance(exc, KeyError):
         msg = str(exc.args[0]) if exc.args else ''
         m = _REGISTRY_MISS.match(msg)
@@ -84,6 +102,24 @@ def explain_exception(exc: BaseException) -> Optional[str]:
                 'init_cfg.checkpoint) or override them with --cfg-options '
                 'KEY=PATH.')
     return None
+
+
+def command_line_hint(exc: BaseException) -> str:
+    """The command-line form of the fix an error carries, or ``''``.
+
+    ``config_keys`` become ``--cfg-options KEY=VALUE ...`` and a known
+    ``remedy`` its command (:data:`REMEDY_COMMANDS`).
+    """
+    parts = []
+    keys = getattr(exc, 'config_keys', ())
+    if keys:
+        value = getattr(exc, 'config_value', 'VALUE')
+        parts.append('On the command line: --cfg-options ' +
+                     ' '.join(f'{k}={value}' for k in keys) + '.')
+    command = REMEDY_COMMANDS.get(getattr(exc, 'remedy', None))
+    if command:
+        parts.append(command)
+    return ' '.join(parts)
 
 
 def format_tool_error(tool: str, exc: BaseException) -> Optional[str]:

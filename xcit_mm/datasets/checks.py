@@ -70,14 +70,14 @@ def check_data_paths(cfg: Any, loader_keys: Sequence[str]) -> None:
             check_image_folder(root, ds.get('data_prefix') or ds.get(
                 'split', ''), ds.get('ann_file') or '')
         if root and not _is_remote(root, ds) and not osp.isdir(root):
-            raise MissingFileError(_missing(
-                f'{key}.data_root', root, 'data set folder', key))
+            raise _missing(
+                f'{key}.data_root', root, 'data set folder', key)
         ann = ds.get('ann_file') or ''
         if ann and isinstance(ann, str) and not _is_remote(ann, ds):
             path = _join(root, ann)
             if not osp.isfile(path):
-                raise MissingFileError(_missing(
-                    f'{key}.ann_file', path, 'annotation file', key))
+                raise _missing(
+                    f'{key}.ann_file', path, 'annotation file', key)
         prefix = ds.get('data_prefix') or {}
         if isinstance(prefix, str):  # mmpretrain accepts a plain folder
             prefix = dict(img_path=prefix)
@@ -86,15 +86,18 @@ def check_data_paths(cfg: Any, loader_keys: Sequence[str]) -> None:
                 continue
             path = _join(root, sub)
             if not osp.isdir(path):
-                raise MissingFileError(_missing(
-                    f'{key}.data_prefix.{name}', path, 'image folder', key))
+                raise _missing(
+                    f'{key}.data_prefix.{name}', path, 'image folder', key)
 
 
-def _missing(key: str, path: str, what: str, ds_key: str) -> str:
+def _missing(key: str, path: str, what: str,
+             ds_key: str) -> MissingFileError:
     shown = path if osp.isabs(path) else f'{path} (= {osp.abspath(path)})'
-    return (f'The {what} {shown} does not exist ({key} in the config). Put '
-            f'the data there, or point the config at it, e.g. '
-            f'--cfg-options {ds_key}.data_root=/path/to/data.')
+    return MissingFileError(
+        f'The {what} {shown} does not exist ({key} in the config). Put the '
+        f'data there, or point the config at it: set {ds_key}.data_root '
+        '(and the paths relative to it) in the config.',
+        config_key=f'{ds_key}.data_root', config_value='/path/to/data')
 
 
 # ------------------------------------------------------------------ COCO

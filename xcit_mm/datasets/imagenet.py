@@ -21,10 +21,13 @@ mmpretrain's layout under {root!r}, e.g. `ln -s /path/to/imagenet {root}`:
         └── ...                    same 1000 class folders)
 
 or flat train/ and val/ folders plus meta/train.txt and meta/val.txt
-("relative/path.JPEG label" per line). Another location: --cfg-options
-train_dataloader.dataset.data_root=PATH val_dataloader.dataset.data_root=PATH
-test_dataloader.dataset.data_root=PATH. Without ImageNet, `python
-tools/demo.py` runs the same tools on a small built-in dataset."""
+("relative/path.JPEG label" per line). Another location: set
+train_dataloader.dataset.data_root, val_dataloader.dataset.data_root and
+test_dataloader.dataset.data_root in the config."""
+
+#: The config keys that :data:`IMAGENET_HELP` names.
+IMAGENET_KEYS = tuple(f'{loader}_dataloader.dataset.data_root'
+                      for loader in ('train', 'val', 'test'))
 
 
 def check_image_folder(data_root: str, data_prefix: Union[str, dict] = '',
@@ -53,11 +56,13 @@ def check_image_folder(data_root: str, data_prefix: Union[str, dict] = '',
                if not osp.exists(p)]
     if not missing:
         return
+    fix = dict(config_key=IMAGENET_KEYS, config_value='PATH',
+               remedy='sample-data') if help_text is None else {}
     help_text = (IMAGENET_HELP if help_text is None else help_text).format(
         root=data_root or '.')
     raise MissingFileError(
         f'{name} data not found: {", ".join(repr(p) for p in missing)} does '
-        f'not exist.\n{help_text}')
+        f'not exist.\n{help_text}', **fix)
 
 
 @DATASETS.register_module()
@@ -67,8 +72,8 @@ class ImageNet(_MMPretrainImageNet):
     Identical to mmpretrain's dataset (same arguments, layouts and class
     names), except that a missing ``data_root/split`` folder or annotation
     file raises :class:`~xcit_mm.utils.errors.MissingFileError` with the
-    expected layout and how to prepare it, instead of a bare ``[Errno 2]`` from deep inside the
-    folder scan. Use it in a config as ``type='xcit_mm.ImageNet'``.
+    expected layout and how to prepare it, instead of a bare ``[Errno 2]``
+    from deep inside the folder scan. Use it in a config as ``type='xcit_mm.ImageNet'``.
     """
 
     def __init__(self,

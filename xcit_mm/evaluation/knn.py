@@ -2,7 +2,7 @@
 
 ``weighted_knn`` is the pure classifier; ``extract_features`` runs a frozen
 backbone over a data loader in every process and gathers the features in
-data-set order. ``tools/analysis_tools/knn_eval.py`` and
+data-set order. The offline k-NN evaluation and
 :class:`xcit_mm.engine.KNNEvalHook` both use them.
 """
 from typing import Dict, Iterable, Sequence, Tuple

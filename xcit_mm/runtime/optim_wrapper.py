@@ -16,8 +16,8 @@ class AutocastOptimWrapper(OptimWrapper):
     """An ``OptimWrapper`` whose forward passes run under ``torch.autocast``.
 
     mmengine 0.10's ``AmpOptimWrapper`` asserts that a GPU (or NPU, MLU,
-    MUSA) is present. On the CPU, ``tools/train.py --amp`` uses this wrapper
-    with ``dtype='bfloat16'``: the matmuls and convolutions of the forward
+    MUSA) is present. On the CPU, mixed precision uses this wrapper with
+    ``dtype='bfloat16'``: the matmuls and convolutions of the forward
     pass run in bf16 (``torch.autocast('cpu')``), the weights, gradients
     and optimizer state stay fp32. bf16 has fp32's exponent range, so no
     loss scaling is needed (none is done).

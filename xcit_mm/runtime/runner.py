@@ -43,9 +43,9 @@ class Runner(MMEngineRunner):
       ``XCIT_MM_CPU=1`` (or torch has no CUDA); see
       :func:`xcit_mm.runtime.launch.launch`.
 
-    Every tool that honours ``runner_type`` builds it (mmpretrain's,
-    mmdet's, mmseg's and xcit_mm's ``tools/train.py``); the runtime bases
-    under ``configs/_base_/`` set it.
+    Every training script that honours ``runner_type`` builds it
+    (mmpretrain's, mmdet's, mmseg's and xcit_mm's); the runtime bases under
+    ``configs/_base_/`` set it.
     """
 
     def __init__(self, *args, **kwargs) -> None:

@@ -125,8 +125,8 @@ FLOPS_DEFINITION = (
     'FLOPs: one forward pass of one image at the config\'s own input size '
     '(classification: the test crop; Mask R-CNN: 800x1333 padded to '
     '800x1344; ADE20k: the 512x512 crop), one multiply-add = one FLOP, '
-    'attention matmuls included, counted by xcit_mm.utils.flops '
-    '(tools/analysis_tools/get_flops.py). Counted: classifiers '
+    'attention matmuls included, counted by '
+    'xcit_mm.utils.flops.count_config_flops. Counted: classifiers '
     'backbone + neck + head; segmentors backbone + neck + decode head '
     '(not the auxiliary head); Mask R-CNN backbone + neck + RPN head, '
     'without the RoI box and mask heads, whose cost depends on the number '
@@ -257,7 +257,8 @@ def model_kind(model: nn.Module, scope: str, backbone_only: bool) -> str:
     from xcit_mm.utils.errors import ConfigError
     if backbone_only:
         if not hasattr(model, 'backbone'):
-            raise ConfigError('--backbone-only: this model has no backbone.')
+            raise ConfigError(
+                'backbone_only=True: this model has no backbone.')
         return 'backbone'
     if scope == 'mmpretrain' and hasattr(model, 'extract_feat'):
         return 'classifier'

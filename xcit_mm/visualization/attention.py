@@ -9,10 +9,8 @@ XCiT has two kinds of attention worth looking at:
 - **XCA channel attention** (every XCA block): a (d, d) matrix per head,
   d = C / heads, of how each output channel mixes the value channels.
 
-Dense (det/seg) and ``--backbone-only`` checkpoints have no class-attention
+Dense (det/seg) and backbone-only checkpoints have no class-attention
 weights; for them only the XCA matrices exist.
-
-Used by ``tools/analysis_tools/visualize_attention.py``.
 """
 import math
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -71,9 +69,9 @@ def extract_backbone_state(ckpt: dict, key: Optional[str] = None
     """Backbone weights in xcit_mm's layout from any XCiT checkpoint.
 
     Accepts xcit_mm classifiers, detectors and segmentors (``backbone.*``),
-    ``--backbone-only`` files, official, timm and DINO files, and full DINO
+    backbone-only files, official, timm and DINO files, and full DINO
     training checkpoints when ``key`` names the wrapper (``'teacher'``):
-    an official one (``ckpt['teacher']``) or one of ``tools/train.py``
+    an official one (``ckpt['teacher']``) or one of an xcit_mm DINO run
     (``teacher.*`` keys of its state dict).
 
     Returns:

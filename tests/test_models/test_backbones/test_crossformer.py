@@ -221,3 +221,18 @@ def test_clear_errors():
         model(torch.randn(1, 1, 32, 32))
     with pytest.raises(InputShapeError, match='at least 4x4'):
         model(torch.randn(1, 3, 3, 32))
+
+
+def test_missing_pretrained_file_names_the_crossformer_converter(tmp_path):
+    from xcit_mm.cli import explain_exception
+    from xcit_mm.utils.errors import MissingFileError
+    with pytest.raises(MissingFileError,
+                       match='crossformer_convert.convert_checkpoint') as e:
+        CrossFormer(TINY, init_cfg=dict(
+            type='Pretrained', checkpoint=str(tmp_path / 'no.pth'))
+        ).init_weights()
+    assert 'tools/' not in str(e.value)
+    assert e.value.remedy == 'convert-crossformer'
+    cli = explain_exception(e.value)
+    assert 'tools/model_converters/crossformer2mm.py SRC DST' in cli
+    assert '--cfg-options model.backbone.init_cfg.checkpoint=PATH' in cli

@@ -8,6 +8,7 @@ from mmengine.runner.checkpoint import load_checkpoint
 
 from tests.utils import TINY_ARCH, load_tool, randomize_, relative_error
 from tests.test_models.test_backbones.test_xcit import build_classifier
+from xcit_mm.cli import explain_exception
 from xcit_mm.models import XCiT
 from xcit_mm.models.backbones.xcit_convert import (convert_checkpoint,
                                                    to_xcit_mm)
@@ -119,10 +120,14 @@ def test_init_cfg_pretrained_failures(tmp_path):
     _tiny_classifier_ckpt(path)
     # (the one test of a missing pretrained file at this level; through
     # tools/train.py: tests/test_tools/test_bad_input.py)
-    with pytest.raises(MissingFileError, match='xcit2mm.py'):
+    with pytest.raises(MissingFileError,
+                       match='xcit_convert.convert_checkpoint') as e:
         XCiT(TINY_ARCH, init_cfg=dict(type='Pretrained',
                                       checkpoint=str(tmp_path / 'no.pth'))
              ).init_weights()
+    assert e.value.remedy == 'convert-xcit'
+    assert e.value.config_keys == ('model.backbone.init_cfg.checkpoint', )
+    assert 'tools/model_converters/xcit2mm.py' in explain_exception(e.value)
     with pytest.raises(ValueError, match=r'with another shape.*checkpoint '
                        r'\(1, 1, 32\) vs model \(1, 1, 64\)'):
         XCiT(dict(TINY_ARCH, embed_dims=64),

@@ -12,6 +12,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from tests.utils import TINY_ARCH, tiny_teacher_cfg
+from xcit_mm.cli import explain_exception
 from xcit_mm.models import DistillImageClassifier
 from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
                                   MissingFileError)
@@ -155,8 +156,12 @@ def test_missing_teacher_checkpoint_says_how_to_get_it(tmp_path):
     with pytest.raises(MissingFileError) as e:
         model.init_weights()
     msg = str(e.value)
-    assert 'nope.pth' in msg and 'timm_teacher.py' in msg
-    assert 'model.teacher_ckpt' in msg
+    assert 'nope.pth' in msg and "'regnety_160.deit_in1k'" in msg
+    assert 'set model.teacher_ckpt in the config' in msg
+    assert 'tools/' not in msg and '--cfg-options' not in msg
+    cli = explain_exception(e.value)  # what the tools print
+    assert 'tools/model_converters/timm_teacher.py' in cli
+    assert '--cfg-options model.teacher_ckpt=PATH' in cli
     with pytest.raises(ConfigError, match='needs teacher_ckpt'):
         build().load_teacher()
 

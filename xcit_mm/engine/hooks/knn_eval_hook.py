@@ -15,7 +15,7 @@ MODEL_KEYS = ('teacher', 'student')
 class KNNEvalHook(Hook):
     """Run DINO's weighted k-NN every ``interval`` epochs and log it.
 
-    The same computation as ``tools/analysis_tools/knn_eval.py``
+    The same computation as the offline k-NN evaluation
     (:func:`xcit_mm.evaluation.weighted_knn` on
     :func:`~xcit_mm.evaluation.extract_features`): class-token features of
     the frozen backbone, L2-normalised, cosine similarity, votes weighted by

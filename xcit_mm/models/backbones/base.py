@@ -12,7 +12,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from xcit_mm.models.utils.arch import transformer_init_
-from xcit_mm.utils.errors import ConfigError, InputShapeError
+from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
+                                  InputShapeError, MissingFileError)
 from xcit_mm.utils.state_dict import load_checked
 
 
@@ -47,8 +48,11 @@ class TransformerBackbone(BaseBackbone):
     """
     #: The family's name in messages and logs.
     family: str = ''
-    #: The tool that converts the family's foreign checkpoints.
-    converter_tool: str = ''
+    #: The module whose ``convert_checkpoint`` converts the family's
+    #: foreign (official, timm) checkpoints.
+    converter: str = ''
+    #: That conversion, as a :data:`~xcit_mm.utils.errors.REMEDIES` key.
+    convert_remedy: Optional[str] = None
     #: ``state_dict -> (state_dict, source_format)``: the family's key
     #: mapping from foreign layouts to this backbone's names (classifier
     #: head under ``head.fc.*``).
@@ -72,10 +76,10 @@ class TransformerBackbone(BaseBackbone):
                 f'{self.family} got pretrained={pretrained!r}: mmseg passes '
                 '`model.pretrained` to the backbone, and mmseg\'s _base_ '
                 'model configs (e.g. upernet_r50.py) set it to their ResNet '
-                'weights. Set model.pretrained=None in your config (or '
-                '--cfg-options model.pretrained=None) and give '
+                'weights. Set model.pretrained=None in your config and give '
                 f'{self.family} its weights with model.backbone.init_cfg='
-                "dict(type='Pretrained', checkpoint=PATH).")
+                "dict(type='Pretrained', checkpoint=PATH).",
+                config_key='model.pretrained', config_value='None')
         super().__init__(init_cfg=init_cfg)
         self.in_channels = in_channels
         self.frozen_stages = frozen_stages
@@ -118,17 +122,24 @@ class TransformerBackbone(BaseBackbone):
             ``skipped_classification_only`` counts and the source
             ``format``, also logged.
         """
-        _, report = load_checked(
-            self, filename, prefix=prefix,
-            key_map=type(self).checkpoint_filter,
-            skip=self.classification_only.match,
-            mode='exact' if self.pretrained_strict else 'partial',
-            min_loaded_ratio=self.min_loaded_ratio,
-            what=f'this {self.family} (prefix {prefix!r})',
-            hint=f'Check the arch and init_cfg.prefix, convert official '
-            f'or timm weights with `python {self.converter_tool} SRC DST '
-            '[--backbone-only]` and point init_cfg.checkpoint at DST, or set '
-            'model.backbone.init_cfg=None to train from scratch.')
+        try:
+            _, report = load_checked(
+                self, filename, prefix=prefix,
+                key_map=type(self).checkpoint_filter,
+                skip=self.classification_only.match,
+                mode='exact' if self.pretrained_strict else 'partial',
+                min_loaded_ratio=self.min_loaded_ratio,
+                what=f'this {self.family} (prefix {prefix!r})',
+                hint='Check the arch and init_cfg.prefix, convert official '
+                f'or timm weights with {self.converter}.convert_checkpoint '
+                '(backbone_only=True for a detection / segmentation '
+                'backbone), save the result and point init_cfg.checkpoint '
+                'at it, or set model.backbone.init_cfg=None to train from '
+                'scratch.')
+        except (MissingFileError, CheckpointMismatchError) as e:
+            e.config_keys = ('model.backbone.init_cfg.checkpoint', )
+            e.config_value, e.remedy = 'PATH', self.convert_remedy
+            raise
         counts = dict(loaded=len(report['loaded']),
                       missing=len(report['missing']),
                       unexpected=len(report['unexpected']),

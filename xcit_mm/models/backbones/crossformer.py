@@ -215,7 +215,8 @@ class CrossFormer(TransformerBackbone):
     arch_zoo = _ARCHS
     num_stages = 4
     family = 'CrossFormer'
-    converter_tool = 'tools/model_converters/crossformer2mm.py'
+    converter = 'xcit_mm.models.backbones.crossformer_convert'
+    convert_remedy = 'convert-crossformer'
     checkpoint_filter = staticmethod(checkpoint_filter_fn)
     classification_only = re.compile(r'^(norm|head)\.')
 

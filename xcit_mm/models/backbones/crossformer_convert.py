@@ -1,6 +1,6 @@
 """CrossFormer checkpoints: the key mapping from the official layouts to
 xcit_mm's, and the checked conversion that builds the model the weights are
-for (``tools/model_converters/crossformer2mm.py``).
+for.
 
 Layouts (the backbone keys of :class:`~xcit_mm.models.CrossFormer` are the
 official ones, so a conversion mostly drops and renames):

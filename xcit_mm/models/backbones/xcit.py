@@ -149,7 +149,8 @@ class XCiT(TransformerBackbone):
     """
     arch_zoo = _ARCHS
     family = 'XCiT'
-    converter_tool = 'tools/model_converters/xcit2mm.py'
+    converter = 'xcit_mm.models.backbones.xcit_convert'
+    convert_remedy = 'convert-xcit'
     checkpoint_filter = staticmethod(checkpoint_filter_fn)
     classification_only = CLS_ONLY
     # fine-tuning may add or drop parts; shapes must match, and at least

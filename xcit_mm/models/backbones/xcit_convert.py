@@ -1,6 +1,6 @@
 """XCiT checkpoints: the key mapping from the official, timm and DINO
 layouts to xcit_mm's, and the checked conversions that build the model the
-weights are for (``tools/model_converters/xcit2mm.py``).
+weights are for.
 
 Layouts (backbone keys; see ``shared/notes/xcit-reference.md``):
 
@@ -222,7 +222,8 @@ NOT_DENSE = {
     'official classifier': 'XCiT ImageNet classifier or DINO backbone '
     '(official / timm layout)',
     'classifier': 'xcit_mm XCiT classifier',
-    'backbone only': 'XCiT backbone only (e.g. written by --backbone-only)',
+    'backbone only': 'XCiT backbone only (e.g. converted with '
+    'backbone_only=True)',
 }
 
 
@@ -388,18 +389,20 @@ def convert_dense_checkpoint(ckpt: dict,
             f'The config builds an {NOT_DENSE[target]}, not a detection / '
             'segmentation model. The dense conversion is for configs of '
             'configs/mask_rcnn, configs/upernet and configs/sem_fpn; convert '
-            'classification weights without --config.')
+            'classification weights with convert_checkpoint instead.',
+            remedy='convert-xcit')
     if source in NOT_DENSE:
         how = ('set model.backbone.init_cfg.checkpoint to it'
                if source == 'backbone only' else
-               'convert it with `python tools/model_converters/xcit2mm.py '
-               'SRC DST --backbone-only` and set '
-               'model.backbone.init_cfg.checkpoint to DST')
+               'convert it with xcit_mm.models.backbones.xcit_convert.'
+               'convert_checkpoint(ckpt, backbone_only=True), save the result'
+               ' and set model.backbone.init_cfg.checkpoint to that file')
         raise CheckpointMismatchError(
             f'This file holds an {NOT_DENSE[source]}, not trained {target} '
             f'weights, so there is nothing to evaluate. To fine-tune from '
             f'it, {how}; to evaluate, download the trained file listed in '
-            "the README of the config's folder.")
+            "the README of the config's folder.",
+            remedy=None if source == 'backbone only' else 'convert-xcit')
     if fmt == 'other':
         raise CheckpointMismatchError(
             'This is not an XCiT detection / segmentation checkpoint: it '

@@ -19,17 +19,12 @@ from xcit_mm.utils.errors import ConfigError, MissingFileError
 from xcit_mm.utils.state_dict import load_checked
 
 TEACHER_HELP = """\
-The distillation teacher's checkpoint {path!r} does not exist. Get one:
-  - DeiT's RegNetY-16GF teacher (the default teacher config, timm \
-'regnety_160'), downloaded through timm:
-      python tools/model_converters/timm_teacher.py regnety_160.deit_in1k \
-{path}
-  - or convert a file you already have (e.g. DeiT's regnety_160-a5fe301d.pth):
-      python tools/model_converters/timm_teacher.py regnety_160 {path} \
---src regnety_160-a5fe301d.pth
-  - or point model.teacher_ckpt at any checkpoint of your teacher config
-    (mmpretrain/mmengine, timm or DeiT format):
-      --cfg-options model.teacher_ckpt=PATH"""
+The distillation teacher's checkpoint {path!r} does not exist. Save one from \
+timm: the state dict of timm.create_model('regnety_160.deit_in1k', \
+pretrained=True) is DeiT's RegNetY-16GF teacher, that of the default teacher \
+config (timm 'regnety_160'). Or set model.teacher_ckpt in the config to any \
+checkpoint of your teacher config (mmpretrain/mmengine, timm or DeiT \
+format)."""
 
 
 class _Detached:
@@ -228,9 +223,14 @@ class DistillImageClassifier(ImageClassifier):
         if path is None:
             raise ConfigError(
                 'DistillImageClassifier needs teacher_ckpt to train: '
-                + TEACHER_HELP.format(path='checkpoints/teacher.pth'))
+                + TEACHER_HELP.format(path='checkpoints/teacher.pth'),
+                config_key='model.teacher_ckpt', config_value='PATH',
+                remedy='teacher-checkpoint')
         if '://' not in path and not osp.isfile(osp.expanduser(path)):
-            raise MissingFileError(TEACHER_HELP.format(path=path))
+            raise MissingFileError(TEACHER_HELP.format(path=path),
+                                   config_key='model.teacher_ckpt',
+                                   config_value='PATH',
+                                   remedy='teacher-checkpoint')
         state, _ = load_checked(
             self.teacher, osp.expanduser(path), prefix='module.',
             what=f'the teacher config ({type(self.teacher).__name__})',

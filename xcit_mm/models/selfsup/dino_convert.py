@@ -15,8 +15,7 @@ Two kinds of files come from facebookresearch/dino:
   ``fp16_scaler``. :func:`convert_dino_full_checkpoint` turns it into the
   state of an :class:`xcit_mm.models.DINO` (student, teacher, centre), the
   AdamW moments re-indexed for xcit_mm's optimizer, and the epoch, so that
-  ``tools/train.py --resume`` continues the run
-  (``tools/model_converters/dino2mm.py`` writes the file).
+  a run resumed from the saved state continues the official one.
 
 The module sits beside :class:`~xcit_mm.models.selfsup.DINO`, as the XCiT
 and CrossFormer weight conversions sit beside their backbones
@@ -43,8 +42,9 @@ def convert_dino_backbone(ckpt: dict) -> Tuple[Dict, dict]:
     if report['head_tensors']:
         raise CheckpointMismatchError(
             'This file has a classification head: it is an XCiT '
-            'classifier, not a DINO backbone. Use '
-            'tools/model_converters/xcit2mm.py for it.')
+            'classifier, not a DINO backbone. Convert it with '
+            'xcit_mm.models.backbones.xcit_convert.convert_checkpoint.',
+            remedy='convert-xcit')
     return state_dict, report
 
 
@@ -125,8 +125,10 @@ def convert_dino_full_checkpoint(ckpt: dict,
     missing_keys = [k for k in ('student', 'teacher') if k not in ckpt]
     if missing_keys:
         raise CheckpointMismatchError(
-            f'Not a full DINO checkpoint: no {missing_keys}. Backbone-only '
-            'files convert with --backbone-only (or xcit2mm.py).')
+            f'Not a full DINO checkpoint: no {missing_keys}. A backbone-only '
+            'DINO file converts with convert_dino_backbone (and an XCiT '
+            'classifier with '
+            'xcit_mm.models.backbones.xcit_convert.convert_checkpoint).')
     student, names = _network(ckpt['student'])
     teacher, _ = _network(ckpt['teacher'])
     state_dict = OrderedDict(student)

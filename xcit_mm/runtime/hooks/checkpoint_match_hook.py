@@ -7,6 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.model import BaseTTAModel, is_model_wrapper
 
 from xcit_mm.registry import HOOKS
+from xcit_mm.utils.errors import CheckpointMismatchError
 from xcit_mm.utils.state_dict import describe_comparison, load_checked
 
 MODES = ('strict', 'finetune')
@@ -77,18 +78,24 @@ class CheckpointMatchHook(Hook):
 
         # the entry mmengine's loader reads: ``state_dict``, else the whole
         # checkpoint (not the other wrappers that unwrap_checkpoint knows)
-        _, report = load_checked(
-            model, {'state_dict': checkpoint.get('state_dict', checkpoint)},
-            key_map=revise, mode='cover' if strict else 'finetune',
-            min_loaded_ratio=0. if strict else self.min_loaded_ratio,
-            load=False,
-            hint=f'There is nothing sound to {what}: it is probably a '
-            'checkpoint of another model or architecture. Pass the '
-            'checkpoint that this config trained, or convert official / '
-            'timm XCiT weights with tools/model_converters/xcit2mm.py; to '
-            'start a backbone from pretrained weights use '
-            "model.backbone.init_cfg=dict(type='Pretrained', "
-            "checkpoint=PATH, prefix='backbone.').")
+        try:
+            _, report = load_checked(
+                model,
+                {'state_dict': checkpoint.get('state_dict', checkpoint)},
+                key_map=revise, mode='cover' if strict else 'finetune',
+                min_loaded_ratio=0. if strict else self.min_loaded_ratio,
+                load=False,
+                hint=f'There is nothing sound to {what}: it is probably a '
+                'checkpoint of another model or architecture. Pass the '
+                'checkpoint that this config trained, or convert official / '
+                'timm XCiT weights with '
+                'xcit_mm.models.backbones.xcit_convert.convert_checkpoint; '
+                'to start a backbone from pretrained weights use '
+                "model.backbone.init_cfg=dict(type='Pretrained', "
+                "checkpoint=PATH, prefix='backbone.').")
+        except CheckpointMismatchError as e:
+            e.remedy = 'convert-xcit'
+            raise
         if report['missing'] or report['mismatched']:
             runner.logger.warning(
                 f'Checkpoint vs model: {describe_comparison(report)}.')

@@ -54,11 +54,11 @@ class NonFiniteLossHook(Hook):
     stops or skips together. With gradient accumulation a skipped
     micro-batch discards the gradients accumulated so far in that window.
 
-    ``tools/train.py`` adds ``NonFiniteLossHook(action='stop')`` unless the
-    config has one; to skip instead::
+    The runtime bases under ``configs/_base_/`` add
+    ``NonFiniteLossHook(action='stop')`` (``default_hooks.nonfinite_loss``;
+    a ``custom_hooks`` entry in the mmseg base); to skip instead::
 
-        custom_hooks = [dict(type='xcit_mm.NonFiniteLossHook', action='skip',
-                             max_skips=10)]
+        default_hooks = dict(nonfinite_loss=dict(action='skip', max_skips=10))
 
     Args:
         action (str): ``'stop'`` or ``'skip'``. Defaults to ``'stop'``.
@@ -197,8 +197,8 @@ class NonFiniteLossHook(Hook):
             f'{self.interval} iterations and before each checkpoint). '
             'Training stopped before writing a checkpoint, so the '
             'checkpoints on disk are finite (the weights in memory are '
-            'not): resume from the last one (--resume) with a lower '
-            'learning rate or more warm-up, gradient clipping '
+            'not): resume from the last one (resume=True in the config) '
+            'with a lower learning rate or more warm-up, gradient clipping '
             '(optim_wrapper.clip_grad=dict(max_norm=1.0)) or bf16 instead '
             "of fp16; NonFiniteLossHook(interval=1) stops before the step "
             "of the bad iteration, and action='skip' skips such "

@@ -77,8 +77,7 @@ class ResourceMonitorHook(Hook):
     sample is taken at the end of each epoch, always at the same phase of
     the data pipeline (mid-epoch, the workers hold extra shared-memory
     descriptors for prefetched batches). Linux only (reads ``/proc``);
-    elsewhere it does nothing. Used by
-    ``tools/analysis_tools/check_leaks.py``.
+    elsewhere it does nothing.
 
     Args:
         by_epoch (bool): Sample after each epoch. Defaults to True.
