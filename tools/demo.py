@@ -1,6 +1,7 @@
 """The README's first command: the main job on a small built-in dataset.
 
-    python tools/demo.py [--task classification|dino] [--model xcit|crossformer]
+    python tools/demo.py [--task classification|dino]
+        [--model xcit|crossformer]
         [--data-root data/digits] [--work-dir DIR] [--cfg-options k=v ...]
 
 1. Prepares scikit-learn's handwritten digits (1,797 real 8x8 grayscale

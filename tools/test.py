@@ -20,8 +20,11 @@ import argparse
 import os
 
 from xcit_mm.cli import add_config_args, load_config, run_cli
-from xcit_mm.cli.train_test import (add_test_args, apply_test_args,
-                                    build_and_run)
+from xcit_mm.cli.train_test import (
+    add_test_args,
+    apply_test_args,
+    build_and_run,
+)
 
 
 def parse_args(argv=None):

@@ -3,10 +3,12 @@ registry suggestions for a misspelled type."""
 import pytest
 from mmengine.config import Config
 
-from xcit_mm.cli.config_checks import (check_cfg_options,
-                                         check_checkpoint_paths,
-                                         iter_checkpoint_paths)
 from xcit_mm.cli import explain_exception
+from xcit_mm.cli.config_checks import (
+    check_cfg_options,
+    check_checkpoint_paths,
+    iter_checkpoint_paths,
+)
 from xcit_mm.utils.errors import ConfigError, MissingFileError
 from xcit_mm.utils.suggest import registry_suggestions
 

@@ -9,10 +9,16 @@ from mmengine.logging import MMLogger
 
 from tests.utils import make_image_folder
 from xcit_mm.datasets import LoadImageFromFile
-from xcit_mm.datasets.checks import (check_coco_annotations,
-                                     check_data_paths, diagnose_datasets)
-from xcit_mm.utils.errors import (AnnotationError, MissingFileError,
-                                  ImageLoadError)
+from xcit_mm.datasets.checks import (
+    check_coco_annotations,
+    check_data_paths,
+    diagnose_datasets,
+)
+from xcit_mm.utils.errors import (
+    AnnotationError,
+    ImageLoadError,
+    MissingFileError,
+)
 
 
 def _coco(**changes):

@@ -69,8 +69,8 @@ def runs(tmp_path_factory):
                  *hooks]
         c = tiny_train_cfg(data, extra_hooks=extra)
         # checkpoints: every 3 iterations, keep 1; epoch_3.pth at the end
-        c['default_hooks']['checkpoint'] = dict(type='xcit_mm.AtomicCheckpointHook',
-                                                interval=100)
+        c['default_hooks']['checkpoint'] = dict(
+            type='xcit_mm.AtomicCheckpointHook', interval=100)
         return write_config(str(root / f'{name}.py'), c)
 
     work = str(root / 'work')

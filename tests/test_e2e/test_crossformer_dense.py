@@ -10,10 +10,8 @@ import os.path as osp
 import pytest
 import torch
 
-from tests.test_e2e.test_dense import (check_metrics, last_metrics,
-                                             run_ok)
-from tests.utils import (REPO, load_tool, make_ade, make_coco,
-                         tiny_dense_config)
+from tests.test_e2e.test_dense import check_metrics, last_metrics, run_ok
+from tests.utils import REPO, load_tool, make_ade, make_coco, tiny_dense_config
 from xcit_mm.models import CrossFormer
 
 TINY = dict(arch=dict(embed_dims=16, depths=(1, 1, 2, 1),

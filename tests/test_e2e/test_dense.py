@@ -16,8 +16,15 @@ import re
 import pytest
 from mmengine.fileio import load
 
-from tests.utils import (REPO, convert_tiny_timm_backbone, explain, make_ade,
-                         make_coco, run_tool, tiny_dense_config)
+from tests.utils import (
+    REPO,
+    convert_tiny_timm_backbone,
+    explain,
+    make_ade,
+    make_coco,
+    run_tool,
+    tiny_dense_config,
+)
 
 TASKS = {
     # name: (config, patch, data, metric keys, checkpoint after training)

@@ -15,8 +15,15 @@ import pytest
 import torch
 from mmengine.config import Config, ConfigDict
 
-from tests.utils import (REPO, explain, load_config, load_tool,
-                         make_split_folders, run_tool, tiny_dense_config)
+from tests.utils import (
+    REPO,
+    explain,
+    load_config,
+    load_tool,
+    make_split_folders,
+    run_tool,
+    tiny_dense_config,
+)
 from xcit_mm.cli.config_checks import check_cfg_options
 from xcit_mm.utils.errors import ConfigError, ImageLoadError
 
@@ -146,8 +153,8 @@ def test_mmseg_pretrained_is_explained(tmp_path, capsys):
 
 # 3. attention maps of the 1-channel demo model ------------------------------
 def test_visualize_attention_on_the_grayscale_demo(tmp_path, capsys):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     cfg = tiny_demo_cfg()
     init_default_scope('mmpretrain')
     model = MODELS.build(dict(cfg.model, data_preprocessor=None))
@@ -173,8 +180,8 @@ def test_visualize_attention_on_the_grayscale_demo(tmp_path, capsys):
 
 # 4. --show-dir draws every image --------------------------------------------
 def test_show_dir_draws_every_test_image(tmp_path):
-    from mmpretrain.registry import MODELS
     from mmengine.registry import init_default_scope
+    from mmpretrain.registry import MODELS
     root = make_split_folders(str(tmp_path / 'data'))
     for path in glob.glob(f'{root}/val/*/*.png'):  # unique names, as digits
         os.rename(path, path[:-4] + osp.basename(osp.dirname(path)) + '.png')

@@ -6,8 +6,13 @@ import glob
 import os.path as osp
 
 from tests.faults import tiny_train_cfg
-from tests.utils import (explain, free_port, make_image_folder, run_tool,
-                         write_config)
+from tests.utils import (
+    explain,
+    free_port,
+    make_image_folder,
+    run_tool,
+    write_config,
+)
 
 
 def test_nan_on_one_rank_stops_both(tmp_path):
@@ -18,8 +23,8 @@ def test_nan_on_one_rank_stops_both(tmp_path):
                                   action='stop', interval=2),
                              dict(type='TestNaNInputOnRankHook',
                                   iteration=3, rank=1)])
-    cfg['default_hooks']['checkpoint'] = dict(type='xcit_mm.AtomicCheckpointHook',
-                                              interval=100)
+    cfg['default_hooks']['checkpoint'] = dict(
+        type='xcit_mm.AtomicCheckpointHook', interval=100)
     path = write_config(str(tmp_path / 'nan.py'), cfg)
     work = str(tmp_path / 'work')
     proc = run_tool(['bash', 'tools/dist_train.sh', path, '2', '--work-dir',

@@ -11,9 +11,9 @@ import hashlib
 import pytest
 import torch
 from mmengine.hooks import Hook
-from xcit_mm.runtime import Runner
 
 from tests.utils import TINY_ARCH, make_image_folder
+from xcit_mm.runtime import Runner
 
 MAX_ITERS = 5  # 6 images, batch 2: 3 batches per pass
 

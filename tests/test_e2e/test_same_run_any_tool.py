@@ -17,9 +17,16 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tests.utils import (REPO, explain, make_ade, make_coco,
-                         make_split_folders, run_tool, tiny_dense_config,
-                         write_config)
+from tests.utils import (
+    REPO,
+    explain,
+    make_ade,
+    make_coco,
+    make_split_folders,
+    run_tool,
+    tiny_dense_config,
+    write_config,
+)
 from xcit_mm.runtime import safe_load
 
 

@@ -8,8 +8,11 @@ from mmengine.runner.checkpoint import CheckpointLoader, load_checkpoint
 
 from tests.utils import RunsCode
 from xcit_mm.runtime.checkpoint import safe_load, safe_loading
-from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
-                                  UnsafeCheckpointError)
+from xcit_mm.utils.errors import (
+    CheckpointError,
+    MissingFileError,
+    UnsafeCheckpointError,
+)
 
 
 def test_refuses_code_execution(tmp_path):

@@ -7,10 +7,13 @@ import torch
 from mmengine.fileio import get_file_backend
 from mmengine.logging import MMLogger
 
-from xcit_mm.runtime.fileio import (AtomicLocalBackend, atomic_write,
-                                    register_atomic_backend,
-                                  checkpoint_is_complete,
-                                  find_resume_checkpoint)
+from xcit_mm.runtime.fileio import (
+    AtomicLocalBackend,
+    atomic_write,
+    checkpoint_is_complete,
+    find_resume_checkpoint,
+    register_atomic_backend,
+)
 
 
 def test_atomic_backend_is_chosen_by_name(tmp_path):

@@ -8,8 +8,8 @@ import torch.distributed as dist
 from mmengine.config import Config
 
 from tests.utils import free_port
-from xcit_mm.utils.errors import ConfigError
 from xcit_mm.runtime.launch import setup_cpu_distributed
+from xcit_mm.utils.errors import ConfigError
 
 
 @pytest.fixture

@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
-from xcit_mm.runtime import Runner
 
 from tests.utils import TINY_ARCH, make_image_folder
-from xcit_mm.runtime.loops import (SkippableBatchSampler, get_rng_state,
-                                  set_rng_state)
+from xcit_mm.runtime import Runner
+from xcit_mm.runtime.loops import (
+    SkippableBatchSampler,
+    get_rng_state,
+    set_rng_state,
+)
 
 
 class _Crash(Exception):

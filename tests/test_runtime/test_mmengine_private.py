@@ -8,8 +8,11 @@ import torch
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import HistoryBuffer
 from mmengine.registry import MODELS
-from mmengine.runner import (CheckpointLoader, EpochBasedTrainLoop,
-                             IterBasedTrainLoop)
+from mmengine.runner import (
+    CheckpointLoader,
+    EpochBasedTrainLoop,
+    IterBasedTrainLoop,
+)
 from torch.utils.data import DataLoader
 
 from xcit_mm.runtime import mmengine_private as private

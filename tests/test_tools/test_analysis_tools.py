@@ -14,9 +14,17 @@ import numpy as np
 import pytest
 import torch
 
-from tests.utils import (cls_config, det_config, load_tool, make_ade,
-                         make_coco, make_image_folder, run_tool, seg_config,
-                         write_config)
+from tests.utils import (
+    cls_config,
+    det_config,
+    load_tool,
+    make_ade,
+    make_coco,
+    make_image_folder,
+    run_tool,
+    seg_config,
+    write_config,
+)
 from xcit_mm.runtime.checkpoint import safe_load
 
 ATTN = 'tools/analysis_tools/visualize_attention.py'

@@ -11,9 +11,14 @@ import pytest
 import torch
 
 from tests.faults import tiny_train_cfg
-from tests.utils import (REPO, RunsCode, load_tool, make_image_folder,
-                         run_tool, write_config)
-
+from tests.utils import (
+    REPO,
+    RunsCode,
+    load_tool,
+    make_image_folder,
+    run_tool,
+    write_config,
+)
 
 TRAIN, TEST = load_tool('tools/train.py'), load_tool('tools/test.py')
 

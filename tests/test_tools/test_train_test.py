@@ -5,8 +5,13 @@ import pickle
 
 import torch
 
-from tests.utils import (REPO, explain, make_split_folders, run_tool,
-                         tiny_teacher_cfg)
+from tests.utils import (
+    REPO,
+    explain,
+    make_split_folders,
+    run_tool,
+    tiny_teacher_cfg,
+)
 from xcit_mm.runtime import safe_load
 
 TINY = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.depth=2',

@@ -22,12 +22,20 @@ import re
 import pytest
 import torch
 
-from tests.utils import (REPO, load_tool, make_ade, make_coco, randomize_,
-                         tiny_dense_config)
+from tests.utils import (
+    REPO,
+    load_tool,
+    make_ade,
+    make_coco,
+    randomize_,
+    tiny_dense_config,
+)
 from xcit_mm.cli import explain_exception
-from xcit_mm.models.backbones.xcit_convert import (build_model_from_config,
-                                                   convert_dense_checkpoint)
 from xcit_mm.models.backbones import XCiT
+from xcit_mm.models.backbones.xcit_convert import (
+    build_model_from_config,
+    convert_dense_checkpoint,
+)
 from xcit_mm.utils.errors import CheckpointMismatchError, ConfigError
 
 TOOL = 'tools/model_converters/xcit2mm.py'

@@ -327,8 +327,8 @@ def check_bench(device, cpu: bool) -> List[Dict]:
 
 # -------------------------------------------------------------------- misc
 def check_misc(device, cpu: bool) -> List[Dict]:
-    from xcit_mm.models.backbones import XCiT
     from xcit_mm.cli.amp import select_amp_dtype
+    from xcit_mm.models.backbones import XCiT
     from xcit_mm.visualization.attention import compute_attention
     rows = []
     model = XCiT(arch=dict(embed_dims=32, depth=2, num_heads=2),

@@ -45,12 +45,17 @@ import numpy as np
 
 from xcit_mm.cli import add_config_args, load_config, run_cli
 from xcit_mm.utils.errors import ConfigError
-from xcit_mm.visualization.attention import (build_xcit_from_checkpoint,
-                                             compute_attention,
-                                             draw_cls_attention_grid,
-                                             draw_xca_matrices, load_image,
-                                             normalization_from_cfg, overlay,
-                                             resolve_layers, to_input)
+from xcit_mm.visualization.attention import (
+    build_xcit_from_checkpoint,
+    compute_attention,
+    draw_cls_attention_grid,
+    draw_xca_matrices,
+    load_image,
+    normalization_from_cfg,
+    overlay,
+    resolve_layers,
+    to_input,
+)
 
 
 def parse_args(argv=None):

@@ -17,9 +17,11 @@ import argparse
 import os.path as osp
 import sys
 
-from xcit_mm.models.backbones.crossformer_convert import (
-    convert_checkpoint, load_official)
 from xcit_mm.cli import run_cli
+from xcit_mm.models.backbones.crossformer_convert import (
+    convert_checkpoint,
+    load_official,
+)
 from xcit_mm.runtime.fileio import atomic_torch_save
 
 

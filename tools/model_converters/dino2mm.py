@@ -25,8 +25,8 @@ import os.path as osp
 import sys
 
 from xcit_mm.cli import run_cli
-from xcit_mm.utils.errors import ConfigError
 from xcit_mm.runtime.fileio import atomic_torch_save
+from xcit_mm.utils.errors import ConfigError
 
 
 def parse_args(argv=None):
@@ -44,11 +44,16 @@ def parse_args(argv=None):
 def convert_full(ckpt: dict, args) -> dict:
     from mmengine.config import Config
     from mmengine.logging import MessageHub
-    from mmengine.registry import (MODELS, OPTIM_WRAPPER_CONSTRUCTORS,
-                                   init_default_scope)
+    from mmengine.registry import (
+        MODELS,
+        OPTIM_WRAPPER_CONSTRUCTORS,
+        init_default_scope,
+    )
 
     from xcit_mm.models.selfsup.dino_convert import (
-        convert_dino_full_checkpoint, fast_forward_schedulers)
+        convert_dino_full_checkpoint,
+        fast_forward_schedulers,
+    )
     if not args.config:
         raise ConfigError(
             'A full DINO checkpoint needs --config: the DINO config of the '

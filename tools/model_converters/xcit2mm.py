@@ -25,10 +25,12 @@ import argparse
 import os.path as osp
 import sys
 
-from xcit_mm.models.backbones.xcit_convert import (convert_checkpoint,
-                                                   convert_dense_checkpoint)
-from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.cli import run_cli
+from xcit_mm.models.backbones.xcit_convert import (
+    convert_checkpoint,
+    convert_dense_checkpoint,
+)
+from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.runtime.fileio import atomic_torch_save
 
 

@@ -44,8 +44,11 @@ import re
 import sys
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from xcit_mm.utils.errors import (ConfigError, MissingDependencyError,
-                                  MissingFileError)
+from xcit_mm.utils.errors import (
+    ConfigError,
+    MissingDependencyError,
+    MissingFileError,
+)
 from xcit_mm.utils.suggest import close_names
 
 #: Dicts whose keys are free-form: any new key is accepted.
@@ -108,8 +111,12 @@ def _resolve_type(type_: Any, scope: Optional[str]) -> List[Any]:
 def _implicit_class(path: List[str], cfg: Any) -> Optional[Any]:
     """The class built from an untyped well-known dict, or None."""
     from mmengine.optim import OptimWrapper
-    from mmengine.runner import (EpochBasedTrainLoop, IterBasedTrainLoop,
-                                 TestLoop, ValLoop)
+    from mmengine.runner import (
+        EpochBasedTrainLoop,
+        IterBasedTrainLoop,
+        TestLoop,
+        ValLoop,
+    )
     if len(path) != 1:
         return None
     key = path[0]

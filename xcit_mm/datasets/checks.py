@@ -12,8 +12,8 @@ import numbers
 import os.path as osp
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
-from xcit_mm.utils.errors import AnnotationError, MissingFileError
 from xcit_mm.datasets.imagenet import check_image_folder
+from xcit_mm.utils.errors import AnnotationError, MissingFileError
 
 
 def iter_dataset_cfgs(cfg: Any, loader_keys: Sequence[str]

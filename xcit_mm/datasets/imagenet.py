@@ -73,7 +73,8 @@ class ImageNet(_MMPretrainImageNet):
     names), except that a missing ``data_root/split`` folder or annotation
     file raises :class:`~xcit_mm.utils.errors.MissingFileError` with the
     expected layout and how to prepare it, instead of a bare ``[Errno 2]``
-    from deep inside the folder scan. Use it in a config as ``type='xcit_mm.ImageNet'``.
+    from deep inside the folder scan. Use it in a config as
+    ``type='xcit_mm.ImageNet'``.
     """
 
     def __init__(self,

@@ -9,8 +9,7 @@ import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile as MMCVLoadImageFromFile
 from mmengine.logging import print_log
-from mmpretrain.datasets.transforms import \
-    ColorJitter as MMPretrainColorJitter
+from mmpretrain.datasets.transforms import ColorJitter as MMPretrainColorJitter
 from PIL import Image
 
 from xcit_mm.registry import TRANSFORMS

@@ -8,10 +8,19 @@ and non-finite-loss hooks. ``configs/_base_/default_runtime.py`` (and the
 ``runtime_mmdet.py`` / ``runtime_mmseg.py`` bases) name them all.
 """
 from .checkpoint import allowed_globals, safe_load, safe_loading
-from .fileio import (ATOMIC_BACKEND, AtomicLocalBackend, atomic_torch_save,
-                     atomic_write, find_resume_checkpoint)
-from .hooks import (AtomicCheckpointHook, CheckpointMatchHook,
-                    NonFiniteLossHook, ResourceMonitorHook)
+from .fileio import (
+                     ATOMIC_BACKEND,
+                     AtomicLocalBackend,
+                     atomic_torch_save,
+                     atomic_write,
+                     find_resume_checkpoint,
+)
+from .hooks import (
+                     AtomicCheckpointHook,
+                     CheckpointMatchHook,
+                     NonFiniteLossHook,
+                     ResourceMonitorHook,
+)
 from .loops import ResumableEpochBasedTrainLoop, ResumableIterBasedTrainLoop
 from .optim_wrapper import AutocastOptimWrapper
 from .runner import Runner

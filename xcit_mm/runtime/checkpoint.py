@@ -26,8 +26,11 @@ from typing import Any, Iterator, List
 import numpy as np
 import torch
 
-from xcit_mm.utils.errors import (CheckpointError, MissingFileError,
-                                  UnsafeCheckpointError)
+from xcit_mm.utils.errors import (
+    CheckpointError,
+    MissingFileError,
+    UnsafeCheckpointError,
+)
 
 
 def _numpy_globals() -> List[Any]:
@@ -91,8 +94,8 @@ def _allow_listed(filename: str) -> Iterator[None]:
         if 'global' in msg.lower():  # a refused import, not a broken file
             raise UnsafeCheckpointError(
                 f'Refused to load {filename!r}: it pickles objects outside '
-                'the allow-list of xcit_mm.runtime.checkpoint, which could run '
-                'code. If you trust the file, convert it in a separate '
+                'the allow-list of xcit_mm.runtime.checkpoint, which could '
+                'run code. If you trust the file, convert it in a separate '
                 f'process. Details: {_unsupported_global(msg)}') from None
         raise CheckpointError(
             f'{filename!r} is not a readable checkpoint ({e}). The file may '
@@ -171,8 +174,10 @@ def safe_loading() -> Iterator[None]:
     """
     from mmengine.runner import CheckpointLoader
 
-    from xcit_mm.runtime.mmengine_private import (checkpoint_loaders,
-                                                  restore_checkpoint_loaders)
+    from xcit_mm.runtime.mmengine_private import (
+        checkpoint_loaders,
+        restore_checkpoint_loaders,
+    )
     saved = checkpoint_loaders()
     CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local,
                                      force=True)

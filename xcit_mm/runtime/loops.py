@@ -53,15 +53,17 @@ import torch
 from mmengine.dataset import InfiniteSampler
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
-from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop
-from mmengine.runner import BaseLoop
+from mmengine.runner import BaseLoop, EpochBasedTrainLoop, IterBasedTrainLoop
 from torch.utils.data import DataLoader
 
 from xcit_mm.registry import LOOPS
-from xcit_mm.runtime.mmengine_private import \
-    dynamic_intervals as _dynamic_intervals
-from xcit_mm.runtime.mmengine_private import (infinite_iterator,
-                                              set_dataloader_attr)
+from xcit_mm.runtime.mmengine_private import (
+    dynamic_intervals as _dynamic_intervals,
+)
+from xcit_mm.runtime.mmengine_private import (
+    infinite_iterator,
+    set_dataloader_attr,
+)
 
 
 def get_rng_state() -> Dict[str, Any]:

@@ -19,9 +19,13 @@ import numpy as np
 import torch
 
 from xcit_mm.runtime.checkpoint import safe_load
-from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  ImageLoadError, InputShapeError,
-                                  MissingFileError)
+from xcit_mm.utils.errors import (
+    CheckpointMismatchError,
+    ConfigError,
+    ImageLoadError,
+    InputShapeError,
+    MissingFileError,
+)
 from xcit_mm.utils.state_dict import load_checked
 
 #: ImageNet mean / std (RGB, 0-255), used when the config names none.

@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from xcit_mm.models import CrossFormer
+from xcit_mm.models.backbones.crossformer_convert import (
+    convert_checkpoint,
+    load_official,
+)
 from xcit_mm.models.layers import DynamicPosBias
-from xcit_mm.models.backbones.crossformer_convert import (convert_checkpoint,
-                                                          load_official)
 from xcit_mm.utils.errors import CheckpointMismatchError
 
 V1 = dict(embed_dims=32, depths=(1, 2, 2, 1), num_heads=(1, 2, 4, 8))

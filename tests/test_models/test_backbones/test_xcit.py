@@ -6,8 +6,14 @@ import torch
 from mmengine.config import Config
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
-from tests.utils import (ARCHS, REPO, TINY_ARCH, randomize_,
-                            relative_error, timm_name)
+from tests.utils import (
+    ARCHS,
+    REPO,
+    TINY_ARCH,
+    randomize_,
+    relative_error,
+    timm_name,
+)
 from xcit_mm.models import XCiT
 from xcit_mm.models.backbones import resolve_arch
 from xcit_mm.models.backbones.xcit_convert import to_xcit_mm
@@ -105,7 +111,8 @@ def test_aliases_and_errors():
         XCiT('small-13')
     with pytest.raises(KeyError, match='num_heads'):
         XCiT(dict(embed_dims=32, depth=2))
-    with pytest.raises(ConfigError, match=r'patch_size must be one of \[8, 16\]'):
+    with pytest.raises(ConfigError,
+                       match=r'patch_size must be one of \[8, 16\]'):
         XCiT('n12', patch_size=14)
     with pytest.raises(ValueError, match='out_type'):
         XCiT('n12', out_type='logits')

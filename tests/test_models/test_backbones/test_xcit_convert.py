@@ -6,12 +6,14 @@ import timm
 import torch
 from mmengine.runner.checkpoint import load_checkpoint
 
-from tests.utils import TINY_ARCH, load_tool, randomize_, relative_error
 from tests.test_models.test_backbones.test_xcit import build_classifier
+from tests.utils import TINY_ARCH, load_tool, randomize_, relative_error
 from xcit_mm.cli import explain_exception
 from xcit_mm.models import XCiT
-from xcit_mm.models.backbones.xcit_convert import (convert_checkpoint,
-                                                   to_xcit_mm)
+from xcit_mm.models.backbones.xcit_convert import (
+    convert_checkpoint,
+    to_xcit_mm,
+)
 from xcit_mm.utils.errors import CheckpointMismatchError, MissingFileError
 
 

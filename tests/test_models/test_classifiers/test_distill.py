@@ -14,8 +14,11 @@ from mmpretrain.structures import DataSample
 from tests.utils import TINY_ARCH, tiny_teacher_cfg
 from xcit_mm.cli import explain_exception
 from xcit_mm.models import DistillImageClassifier
-from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  MissingFileError)
+from xcit_mm.utils.errors import (
+    CheckpointMismatchError,
+    ConfigError,
+    MissingFileError,
+)
 
 K = 5
 

@@ -10,8 +10,13 @@ import torch.nn.functional as F
 
 from tests.utils import TINY_ARCH, randomize_, relative_error
 from xcit_mm.models import XCiT
-from xcit_mm.models.layers import (XCA, PositionalEncodingFourier,
-                                   XCAFunction, xca_fast, xca_ops)
+from xcit_mm.models.layers import (
+    XCA,
+    PositionalEncodingFourier,
+    XCAFunction,
+    xca_fast,
+    xca_ops,
+)
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 

@@ -13,8 +13,11 @@ from mmpretrain.structures import DataSample
 
 from tests.utils import TINY_ARCH
 from xcit_mm.engine import DINOOptimWrapperConstructor
-from xcit_mm.models.selfsup.dino import (DINO, clip_grad_per_param_,
-                                         teacher_momentum)
+from xcit_mm.models.selfsup.dino import (
+    DINO,
+    clip_grad_per_param_,
+    teacher_momentum,
+)
 from xcit_mm.utils.errors import ConfigError, InputShapeError
 
 K = 16  # prototypes

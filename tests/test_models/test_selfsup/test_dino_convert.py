@@ -10,7 +10,10 @@ from mmengine.registry import init_default_scope
 
 from tests.utils import REPO, TINY_ARCH
 from xcit_mm.models.selfsup.dino_convert import (
-    convert_dino_backbone, convert_dino_full_checkpoint, dino_param_order)
+    convert_dino_backbone,
+    convert_dino_full_checkpoint,
+    dino_param_order,
+)
 from xcit_mm.utils.errors import CheckpointMismatchError
 
 HEAD = dict(type='xcit_mm.DINOHead', in_channels=32, out_channels=16,

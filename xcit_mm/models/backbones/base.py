@@ -12,8 +12,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from xcit_mm.models.utils.arch import transformer_init_
-from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  InputShapeError, MissingFileError)
+from xcit_mm.utils.errors import (
+    CheckpointMismatchError,
+    ConfigError,
+    InputShapeError,
+    MissingFileError,
+)
 from xcit_mm.utils.state_dict import load_checked
 
 

@@ -25,9 +25,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 
-from xcit_mm.models.layers.crossformer_layers import (LDA_MODES,
-                                                      CrossFormerStage,
-                                                      CrossScaleEmbedding)
+from xcit_mm.models.layers.crossformer_layers import (
+    LDA_MODES,
+    CrossFormerStage,
+    CrossScaleEmbedding,
+)
 from xcit_mm.models.utils.arch import normalize_out_indices
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError

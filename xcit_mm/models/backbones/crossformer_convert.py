@@ -31,12 +31,17 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from xcit_mm.models.layers.crossformer_layers import (dpb_offsets,
-                                                      dpb_relative_index)
+from xcit_mm.models.layers.crossformer_layers import (
+    dpb_offsets,
+    dpb_relative_index,
+)
 from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.utils.errors import CheckpointMismatchError
-from xcit_mm.utils.state_dict import (check_classifier, strip_prefix,
-                                      unwrap_checkpoint)
+from xcit_mm.utils.state_dict import (
+    check_classifier,
+    strip_prefix,
+    unwrap_checkpoint,
+)
 
 __all__ = [
     'CLS_ONLY', 'load_official', 'detect_format', 'check_buffers',

@@ -6,9 +6,13 @@ import torch
 import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
-from xcit_mm.models.layers import (ClassAttentionBlock, ConvPatchEmbed,
-                                   PositionalEncodingFourier, XCABlock,
-                                   check_impl)
+from xcit_mm.models.layers import (
+    ClassAttentionBlock,
+    ConvPatchEmbed,
+    PositionalEncodingFourier,
+    XCABlock,
+    check_impl,
+)
 from xcit_mm.models.utils.arch import check_patch_size, normalize_out_indices
 from xcit_mm.registry import MODELS
 from xcit_mm.utils.errors import ArchError, ConfigError

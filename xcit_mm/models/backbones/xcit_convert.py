@@ -50,11 +50,18 @@ from typing import Dict, Optional, Tuple, Union
 import torch
 
 from xcit_mm.models.necks.xcit_neck import XCiTMultiScaleNeck
-from xcit_mm.utils.errors import (CheckpointMismatchError, ConfigError,
-                                  MissingFileError)
-from xcit_mm.utils.state_dict import (check_classifier, load_checked,
-                                      strip_common_prefixes, strip_prefix,
-                                      unwrap_checkpoint)
+from xcit_mm.utils.errors import (
+    CheckpointMismatchError,
+    ConfigError,
+    MissingFileError,
+)
+from xcit_mm.utils.state_dict import (
+    check_classifier,
+    load_checked,
+    strip_common_prefixes,
+    strip_prefix,
+    unwrap_checkpoint,
+)
 
 __all__ = [
     'CLS_ONLY', 'detect_format', 'foreign_to_backbone', 'to_xcit_mm',

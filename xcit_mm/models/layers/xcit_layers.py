@@ -123,8 +123,8 @@ class PositionalEncodingFourier(nn.Module):
         x = x / (x[-1] + self.eps) * self.scale  # (W,)
         dim_t = torch.arange(self.hidden_dim, device=device,
                              dtype=torch.float32)
-        dim_t = self.temperature**(2 * torch.div(dim_t, 2, rounding_mode='floor')
-                                   / self.hidden_dim)
+        dim_t = self.temperature**(
+            2 * torch.div(dim_t, 2, rounding_mode='floor') / self.hidden_dim)
         pos_y = y[:, None] / dim_t  # (H, hidden)
         pos_x = x[:, None] / dim_t  # (W, hidden)
         # interleave sin (even frequencies) and cos (odd frequencies)
@@ -338,7 +338,8 @@ class XCABlock(nn.Module):
         self.local_mp = LPI(dim, norm_cfg, impl)
         self.norm2 = nn.LayerNorm(dim, eps=LN_EPS)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = (DropPath(drop_path) if drop_path > 0
+                          else nn.Identity())
         self.gamma1 = nn.Parameter(eta * torch.ones(dim))
         self.gamma3 = nn.Parameter(eta * torch.ones(dim))
         self.gamma2 = nn.Parameter(eta * torch.ones(dim))

@@ -1,5 +1,9 @@
-from .dino import (DINO, DINODistributedDataParallel, clip_grad_per_param_,
-                   teacher_momentum)
+from .dino import (
+                   DINO,
+                   DINODistributedDataParallel,
+                   clip_grad_per_param_,
+                   teacher_momentum,
+)
 
 __all__ = [
     'DINO', 'DINODistributedDataParallel', 'clip_grad_per_param_',

@@ -27,8 +27,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from xcit_mm.models.backbones.xcit_convert import (convert_checkpoint,
-                                                   foreign_to_backbone)
+from xcit_mm.models.backbones.xcit_convert import (
+    convert_checkpoint,
+    foreign_to_backbone,
+)
 from xcit_mm.utils.errors import CheckpointMismatchError
 from xcit_mm.utils.state_dict import load_checked
 
