@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config
 
 from tests.utils import (
     REPO,
@@ -278,47 +278,5 @@ def test_train_refuses_a_config_variable(capsys):
                       {'train_cfg.max_epochs': 2})
 
 
-# 9. the shipped configs under the libraries' own tools/train.py -------------
-def _library_train(cfg: Config, scope: str, work_dir: str) -> None:
-    """What mmpretrain's / mmdet's / mmseg's tools/train.py do without
-    options: Config.fromfile, launcher and work_dir, mmpretrain's data
-    loader defaults, Runner.from_cfg, train()."""
-    from mmengine.runner import Runner
-    cfg.launcher = 'none'
-    cfg.work_dir = work_dir
-    if scope == 'mmpretrain':
-        for field in ('train_dataloader', 'val_dataloader',
-                      'test_dataloader'):
-            if cfg.get(field) is not None:
-                loader = ConfigDict(pin_memory=True, persistent_workers=True,
-                                    collate_fn=dict(type='default_collate'))
-                loader.update(cfg[field])
-                cfg[field] = loader
-    cfg.resume = False
-    Runner.from_cfg(cfg).train()
-
-
-def test_demo_config_under_mmpretrain_train_py(tmp_path):
-    root = make_split_folders(str(tmp_path / 'data'))
-    _library_train(tiny_demo_cfg(root), 'mmpretrain', str(tmp_path / 'w'))
-    assert osp.isfile(tmp_path / 'w' / 'epoch_1.pth')
-
-
-def test_dense_config_under_mmseg_train_py(tmp_path):
-    from tests.utils import make_ade
-    data = make_ade(str(tmp_path / 'ade' / 'ADEChallengeData2016'))
-    cfg = tiny_dense_config(osp.join(
-        REPO, 'configs/sem_fpn/fpn_xcit-t12-p16_8xb2-80k_ade20k-512x512.py'),
-        data_root=data)
-    _library_train(cfg, 'mmseg', str(tmp_path / 'w'))
-    assert osp.isfile(tmp_path / 'w' / 'iter_2.pth')
-
-
-def test_dense_config_under_mmdet_train_py(tmp_path):
-    from tests.utils import make_coco
-    data = make_coco(str(tmp_path / 'coco')) + '/'
-    cfg = tiny_dense_config(osp.join(
-        REPO, 'configs/mask_rcnn/mask-rcnn_xcit-t12-p16_fpn_1x_coco.py'),
-        data_root=data)
-    _library_train(cfg, 'mmdet', str(tmp_path / 'w'))
-    assert osp.isfile(tmp_path / 'w' / 'epoch_1.pth')
+# 9. the shipped configs under the libraries' own tools/train.py: see
+# tests/test_e2e/test_same_run_any_tool.py

@@ -68,14 +68,13 @@ custom_hooks = {hooks!r} + [
 
 def check_same_run(lib: str, cfg: str, root, final: str,
                    kill_at: int) -> None:
+    """xcit_mm's tools/train.py runs ``cfg`` without interruption; the
+    library's own tools/train.py runs it killed just before ``kill_at`` and
+    then resumed with its ``--resume``: both end with the same weights.
+    (The library's run is the same run, and its resume is exact.)"""
     ours = train('tools/train.py', cfg, str(root / 'ours'))
     assert ours.returncode == 0, explain(ours)
-    theirs = train(library_train_py(lib), cfg, str(root / 'theirs'))
-    assert theirs.returncode == 0, explain(theirs)
-    assert_same_weights(final_weights(str(root / 'ours'), final),
-                        final_weights(str(root / 'theirs'), final))
-    # the library's own train.py, killed mid-run and resumed
-    work = str(root / 'resumed')
+    work = str(root / 'theirs')
     killed = train(library_train_py(lib), with_kill(cfg, kill_at), work)
     assert killed.returncode == -signal.SIGKILL, explain(killed)
     assert not osp.isfile(osp.join(work, final))
