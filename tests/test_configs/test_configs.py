@@ -61,10 +61,38 @@ def test_all_classification_configs_exist():
     assert 'xcit-digits_demo.py' in names
 
 
+#: Configs that read images with their library's loader: CrossFormer's COCO
+#: configs take mmdet's dataset bases as they are.
+LIBRARY_IMAGE_LOADER = re.compile(r'(mask-rcnn|retinanet)_crossformer')
+
+
+def check_runtime(path: str, cfg: Config) -> None:
+    """The config names xcit_mm's runtime (the snippets keep their
+    library's: importing xcit_mm changes nothing for them)."""
+    if '_snippets_' in path:
+        assert 'runner_type' not in cfg
+        return
+    assert cfg.runner_type == 'xcit_mm.Runner'
+    assert cfg.train_cfg.type in ('xcit_mm.ResumableEpochBasedTrainLoop',
+                                  'xcit_mm.ResumableIterBasedTrainLoop')
+    assert cfg.default_hooks.checkpoint.type == 'xcit_mm.AtomicCheckpointHook'
+    hooks = [h.type for h in cfg.default_hooks.values() if h] + [
+        h.type for h in cfg.get('custom_hooks', [])]
+    assert 'xcit_mm.NonFiniteLossHook' in hooks
+    assert 'xcit_mm.CheckpointMatchHook' in hooks
+    if not LIBRARY_IMAGE_LOADER.search(path):
+        for loader in ('train_dataloader', 'test_dataloader'):
+            if cfg.get(loader) is None:  # DINO pre-training: no test split
+                continue
+            pipeline = cfg[loader].dataset.pipeline
+            assert pipeline[0].type == 'xcit_mm.LoadImageFromFile', loader
+
+
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_parses_and_builds(path):
     cfg = load_config(osp.join(REPO, path))
     assert cfg.get('default_scope') in ('mmpretrain', 'mmdet', 'mmseg')
+    check_runtime(path, cfg)
     classes = cfg.model.get('head', {}).get('num_classes', 1000)
     model = build_model(cfg, teacher=tiny_teacher_cfg(classes))
     match = CLS_NAME.search(path)
