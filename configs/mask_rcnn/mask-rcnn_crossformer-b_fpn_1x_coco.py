@@ -1,7 +1,7 @@
 # CrossFormer-B Mask R-CNN on COCO, 1x schedule (12 epochs; official recipe).
 _base_ = [
     '../_base_/models/mask-rcnn_crossformer-s_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
+    '../_base_/datasets/coco_instance.py',
     '../_base_/schedules/crossformer-det_adamw_1x.py',
     '../_base_/runtime_mmdet.py'
 ]

@@ -1,7 +1,7 @@
 # CrossFormer-S RetinaNet on COCO, 1x schedule (official recipe).
 _base_ = [
     '../_base_/models/retinanet_crossformer-s_fpn.py',
-    'mmdet::_base_/datasets/coco_detection.py',
+    '../_base_/datasets/coco_detection.py',
     '../_base_/schedules/crossformer-det_adamw_1x.py',
     '../_base_/runtime_mmdet.py'
 ]

@@ -61,11 +61,6 @@ def test_all_classification_configs_exist():
     assert 'xcit-digits_demo.py' in names
 
 
-#: Configs that read images with their library's loader: CrossFormer's COCO
-#: configs take mmdet's dataset bases as they are.
-LIBRARY_IMAGE_LOADER = re.compile(r'(mask-rcnn|retinanet)_crossformer')
-
-
 def check_runtime(path: str, cfg: Config) -> None:
     """The config names xcit_mm's runtime (the snippets keep their
     library's: importing xcit_mm changes nothing for them)."""
@@ -80,12 +75,11 @@ def check_runtime(path: str, cfg: Config) -> None:
         h.type for h in cfg.get('custom_hooks', [])]
     assert 'xcit_mm.NonFiniteLossHook' in hooks
     assert 'xcit_mm.CheckpointMatchHook' in hooks
-    if not LIBRARY_IMAGE_LOADER.search(path):
-        for loader in ('train_dataloader', 'test_dataloader'):
-            if cfg.get(loader) is None:  # DINO pre-training: no test split
-                continue
-            pipeline = cfg[loader].dataset.pipeline
-            assert pipeline[0].type == 'xcit_mm.LoadImageFromFile', loader
+    for loader in ('train_dataloader', 'test_dataloader'):
+        if cfg.get(loader) is None:  # DINO pre-training: no test split
+            continue
+        pipeline = cfg[loader].dataset.pipeline
+        assert pipeline[0].type == 'xcit_mm.LoadImageFromFile', loader
 
 
 @pytest.mark.parametrize('path', CONFIGS)

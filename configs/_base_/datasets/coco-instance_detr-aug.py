@@ -2,9 +2,9 @@
 # AutoAugment of the official XCiT (and Swin) Mask R-CNN: either a resize of
 # the short side to one of 480..800 (long side <= 1333), or a resize to
 # 400/500/600, a random 384..600 crop and a resize to 480..800. Test at
-# (1333, 800). Evaluation: mmdet's CocoMetric, bbox and segm. Images are read
-# by xcit_mm.LoadImageFromFile (the mmcv loader, naming a bad file).
-_base_ = 'mmdet::_base_/datasets/coco_instance.py'
+# (1333, 800) (coco_instance.py). Evaluation: mmdet's CocoMetric, bbox and
+# segm. Images are read by xcit_mm.LoadImageFromFile.
+_base_ = './coco_instance.py'
 
 multi_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333),
                 (608, 1333), (640, 1333), (672, 1333), (704, 1333),
@@ -33,16 +33,3 @@ train_pipeline = [
 ]
 # 2 images per GPU on 8 GPUs, as the official runs
 train_dataloader = dict(batch_size=2, dataset=dict(pipeline=train_pipeline))
-# mmdet's test pipeline, reading images with xcit_mm.LoadImageFromFile
-test_pipeline = [
-    dict(type='xcit_mm.LoadImageFromFile',
-         backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
