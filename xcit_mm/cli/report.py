@@ -18,11 +18,13 @@ command-line wording is added here (:func:`command_line_hint`), from the
 """
 import argparse
 import os.path as osp
+import pickle
 import re
 import sys
 import textwrap
 from typing import Any, Callable, Optional
 
+from xcit_mm.runtime.checkpoint import refused_global
 from xcit_mm.utils.errors import MissingFileError, XCiTMMError
 from xcit_mm.utils.suggest import registry_suggestions
 
@@ -95,6 +97,20 @@ def explain_exception(exc: BaseException) -> Optional[str]:
                     'the config; a type from another library needs its scope '
                     "prefix, e.g. type='xcit_mm.XCiT' or type='mmdet.FPN'.")
         return None
+    if isinstance(exc, pickle.UnpicklingError) and \
+            'Weights only load failed' in str(exc):
+        # mmengine's own loader on torch >= 2.6, in a config that does not
+        # name xcit_mm's runtime
+        what = refused_global(str(exc))
+        return ('The checkpoint could not be read with '
+                "torch.load(weights_only=True), the default of torch >= 2.6 "
+                f'({what}); mmengine 0.10 loads it so because the config '
+                "does not name xcit_mm's runtime. Add runner_type = "
+                "'xcit_mm.Runner' to the config (or inherit "
+                "configs/_base_/default_runtime.py, runtime_mmdet.py or "
+                'runtime_mmseg.py): it reads checkpoints with an allow-list '
+                "of what mmengine pickles, and refuses anything that could "
+                'run code.')
     if isinstance(exc, FileNotFoundError):
         path = exc.filename or (exc.args[-1] if exc.args else '')
         return (f'File or folder not found: {path}. Check the paths in the '

@@ -74,7 +74,7 @@ def allowed_globals() -> List[Any]:
     ]
 
 
-def _unsupported_global(msg: str) -> str:
+def refused_global(msg: str) -> str:
     """The 'Unsupported global ...' sentence of torch's error message."""
     for line in msg.splitlines():
         if 'nsupported global' in line or 'unsupported GLOBAL' in line:
@@ -96,7 +96,7 @@ def _allow_listed(filename: str) -> Iterator[None]:
                 f'Refused to load {filename!r}: it pickles objects outside '
                 'the allow-list of xcit_mm.runtime.checkpoint, which could '
                 'run code. If you trust the file, convert it in a separate '
-                f'process. Details: {_unsupported_global(msg)}') from None
+                f'process. Details: {refused_global(msg)}') from None
         raise CheckpointError(
             f'{filename!r} is not a readable checkpoint ({e}). The file may '
             'be truncated or corrupt: re-download or re-convert it.') from None
