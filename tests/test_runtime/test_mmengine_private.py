@@ -53,7 +53,8 @@ def test_loop_counters_exist_and_back_the_public_properties():
         for name in ('_epoch', '_iter'):
             assert f'self.{name}' in src, (loop.__name__, name)
     src = inspect.getsource(IterBasedTrainLoop.__init__)
-    assert 'self._max_iters' in src and 'self._max_epochs' in src
+    for name in private.LOOP_COUNTERS:
+        assert f'self.{name}' in src, name
     # the body the resumable iteration loop replaces: it makes the iterator
     assert '_InfiniteDataloaderIterator' in src
     assert 'calc_dynamic_intervals' in src
