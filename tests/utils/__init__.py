@@ -20,6 +20,8 @@ re-exported here: ``from tests.utils import make_coco, run_tool``.
 - :mod:`tests.utils.models`: ``ARCHS``, ``timm_name``, ``TINY_ARCH``,
   ``TINY_DENSE_BACKBONE``, ``randomize_``, ``relative_error``,
   ``convert_tiny_timm_backbone``.
+- :mod:`tests.utils.golden`: ``load_golden`` (a fixture of
+  ``tests/data/golden``), ``max_relative_error``, ``assert_golden``.
 - :mod:`tests.utils.checkpoints`: ``RunsCode`` (a pickle that runs a command
   when loaded).
 """
@@ -41,6 +43,7 @@ from tests.utils.data import (
                                  make_split_folders,
 )
 from tests.utils.dense import tiny_dense_config
+from tests.utils.golden import assert_golden, load_golden, max_relative_error
 from tests.utils.models import (
                                  ARCHS,
                                  TINY_ARCH,
@@ -66,5 +69,5 @@ __all__ = [
     'tiny_dense_config', 'ARCHS', 'TINY_ARCH', 'TINY_DENSE_BACKBONE',
     'convert_tiny_timm_backbone', 'randomize_', 'relative_error',
     'timm_name', 'REPO', 'explain', 'free_port', 'load_tool', 'run_tool',
-    'tool_env'
+    'tool_env', 'assert_golden', 'load_golden', 'max_relative_error'
 ]
