@@ -30,7 +30,6 @@ import os.path as osp
 import sys
 import types
 
-import numpy as np
 import torch
 
 REPOSITORY = 'facebookresearch/dino'
