@@ -72,11 +72,14 @@ def test_tokens_norm_matters():
 def test_featmap_shapes_and_strides(patch, size):
     model = XCiT(TINY_ARCH, patch_size=patch, out_type='featmap',
                  out_indices=(0, -1)).eval()
-    outs = model(torch.randn(2, 3, *size))
+    x = torch.randn(2, 3, *size)
+    outs = model(x)
     assert len(outs) == 2
+    # the stem's stride-2 convs give ceil(side / 2) each
+    grid = (-(-size[0] // patch), -(-size[1] // patch))
     for o in outs:
-        # the stem's stride-2 convs give ceil(side / 2) each
-        assert o.shape == (2, 32, -(-size[0] // patch), -(-size[1] // patch))
+        assert o.shape == (2, 32, *grid)
+    assert model.get_attention_maps(x, layers=[0])['grid'] == grid
     assert not hasattr(model, 'cls_token')
     assert not hasattr(model, 'cls_attn_blocks')
 
