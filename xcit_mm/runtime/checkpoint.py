@@ -111,8 +111,12 @@ def _allow_listed(filename: str) -> Iterator[None]:
             'checkpoint.') from None
 
 
-def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
+def safe_load(filename: str, map_location: Any = 'cpu',
+              mmap: bool = False) -> Any:
     """Load a checkpoint with ``weights_only=True`` and the allow-list.
+
+    ``mmap=True`` maps the tensors' storage instead of reading it (cheap
+    when only the ``meta`` is needed).
 
     Raises:
         MissingFileError: the file does not exist (a FileNotFoundError).
@@ -128,7 +132,7 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
             'convert the checkpoint first.')
     with _allow_listed(filename):
         return torch.load(filename, map_location=map_location,
-                          weights_only=True)
+                          weights_only=True, mmap=mmap)
 
 
 def _load_from_local(filename: str, map_location=None) -> Any:
