@@ -19,7 +19,7 @@ from xcit_mm.runtime import mmengine_private as private
 
 
 def test_the_list_is_complete():
-    assert len(private.PRIVATE_NAMES) == 11
+    assert len(private.PRIVATE_NAMES) == 12
 
 
 def test_checkpoint_loader_table_round_trip():
@@ -32,6 +32,22 @@ def test_checkpoint_loader_table_round_trip():
     # longest prefix first, as mmengine's lookup expects
     keys = list(CheckpointLoader._schemes)
     assert keys == sorted(keys, reverse=True)
+
+
+def test_url_loader_is_what_the_model_zoo_loaders_download_with():
+    from mmengine.runner import checkpoint
+    assert private.url_loader() is checkpoint.load_url
+    # every model-zoo scheme ends in load_from_http, which calls load_url
+    assert 'load_url(' in inspect.getsource(checkpoint.load_from_http)
+    for loader in (checkpoint.load_from_torchvision,
+                   checkpoint.load_from_openmmlab,
+                   checkpoint.load_from_mmcls):
+        assert 'load_from_http(' in inspect.getsource(loader), loader
+    saved = private.url_loader()
+    private.set_url_loader(len)
+    assert checkpoint.load_url is len
+    private.set_url_loader(saved)
+    assert checkpoint.load_url is saved
 
 
 def test_infinite_iterator_starts_at_a_pass():
