@@ -473,3 +473,50 @@ def test_hook_refuses_a_skipping_nonfinite_loss_hook(tmp_path):
     with pytest.raises(ConfigError, match="action='stop'"):
         run_dino(tmp_path, dict(), epochs=1, extra_hooks=[
             dict(type='xcit_mm.NonFiniteLossHook', action='skip')])
+
+
+def cpu_amp_wrapper(optimizer, monkeypatch):
+    """mmengine's ``AmpOptimWrapper`` on the CPU: its constructor asserts a
+    GPU and takes ``torch.cuda.amp.GradScaler``; the check is passed for
+    the construction and the scaler is torch's own on the CPU
+    (``GradScaler('cpu')``, the same class). Everything else -- scaled
+    backward, ``optim_context``, ``step`` through the scaler -- is
+    mmengine's and torch's code."""
+    from mmengine.optim import AmpOptimWrapper
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    with monkeypatch.context() as m:
+        m.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
+        wrapper = AmpOptimWrapper(optimizer=optimizer)
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=2.**14)
+    return wrapper
+
+
+@pytest.mark.parametrize('fused', [False, True])
+def test_clipping_under_amp_sees_unscaled_gradients(fused, monkeypatch):
+    """Under loss scaling (here 2**14) DINO clips the true gradients, as
+    main_dino.py does (``fp16_scaler.unscale_`` before
+    ``clip_gradients``), with a fused optimizer too (whose step could
+    unscale inside its kernel): the norms before clipping are those of the
+    run without scaling, and the SGD step moves the weights as far (one
+    unscale, not two)."""
+    from mmengine.optim import OptimWrapper
+    batch = dict(inputs=[v.mul(64).add(128).clamp(0, 255).to(torch.uint8)
+                         for v in views()],
+                 data_samples=[DataSample() for _ in range(2)])
+    results = {}
+    for amp in (False, True):
+        model = build(step=dict(clip_grad=3.0, freeze_last_layer=0))
+        model.set_train_progress(0, 10, 5)
+        optimizer = torch.optim.SGD(model.student_params(), lr=0.1,
+                                    fused=fused)
+        wrapper = cpu_amp_wrapper(optimizer, monkeypatch) if amp \
+            else OptimWrapper(optimizer)
+        log_vars = model.train_step(batch, wrapper)
+        results[amp] = float(log_vars['grad_norm_max']), [
+            p.detach().clone() for p in model.student_params()]
+    (norm, params), (amp_norm, amp_params) = results[False], results[True]
+    assert norm > 3.0  # clipping acts
+    # bf16 autocast in the AMP run: close, not equal; scaled would be 2**14x
+    assert amp_norm == pytest.approx(norm, rel=0.05)
+    for p, q in zip(params, amp_params):
+        torch.testing.assert_close(p, q, rtol=0, atol=2e-3)
