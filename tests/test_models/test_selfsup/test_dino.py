@@ -335,7 +335,9 @@ def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
                    accum=1, momentum=0.9, clip=0.5, freeze_last_layer=1):
     """DINO's ``train_one_epoch`` written out on a fresh copy of the model:
     forward, loss, backward, per-parameter clipping, last-layer gradients
-    cancelled in the first epochs, AdamW step, teacher EMA."""
+    cancelled in the first epochs, AdamW step, teacher EMA. With gradient
+    accumulation the centre moves once per step, by the mean teacher
+    output of its ``accum`` micro-batches (what one large batch does)."""
     from mmengine.dataset import default_collate
     from mmpretrain.registry import MODELS
     model = MODELS.build(cfg)
@@ -347,6 +349,7 @@ def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
         model.head.parameters())
     teacher = list(model.teacher.parameters())
     dataset = MultiViewSet()
+    teacher_sum = 0.
     for it in range(num_iters):
         batch_idx = it % (len(dataset) // 4)
         batch = default_collate(
@@ -358,10 +361,18 @@ def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
                 model.teacher['backbone'], model.teacher['head'], views[:2])
         student_out = model.multi_crop_forward(model.backbone, model.head,
                                                views)
+        centre = model.dino_loss.center.clone()
         loss, _ = model.dino_loss(student_out, teacher_out, epoch)
+        model.dino_loss.center.copy_(centre)  # it moves at the step
+        teacher_sum = teacher_sum + torch.cat(teacher_out).sum(
+            0, keepdim=True)
         (loss / accum).backward()
         if (it + 1) % accum:
             continue
+        with torch.no_grad():  # the centre: an EMA of the step's mean
+            model.dino_loss.center.mul_(0.9).add_(
+                teacher_sum / (4 * accum * 2), alpha=1 - 0.9)
+        teacher_sum = 0.
         for p in student:  # utils.clip_gradients
             if p.grad is not None:
                 coef = clip / (p.grad.norm(2) + 1e-6)
