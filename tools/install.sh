@@ -172,7 +172,10 @@ else
   else
     links=()
     for d in "${WHEEL_DIRS[@]}"; do links+=(--find-links "$d"); done
-    if "${PIP[@]}" install --no-index --no-deps "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null \
+    # --force-reinstall: a broken mmcv 2.1.0 already installed (no ops, or
+    # ops built for another torch) would otherwise "already satisfy" the
+    # pin, and a good cached wheel would be skipped for a source build
+    if "${PIP[@]}" install --no-index --no-deps --force-reinstall "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null \
         && have_mmcv_ops; then
       log "mmcv $MMCV_VERSION installed from a prebuilt wheel (${WHEEL_DIRS[*]})"
     else

@@ -35,6 +35,22 @@ def test_checkpoint_loader_table_round_trip():
     assert keys == sorted(keys, reverse=True)
 
 
+def test_url_loader_is_what_the_model_zoo_loaders_download_with():
+    from mmengine.runner import checkpoint
+    assert private.url_loader() is checkpoint.load_url
+    # every model-zoo scheme ends in load_from_http, which calls load_url
+    assert 'load_url(' in inspect.getsource(checkpoint.load_from_http)
+    for loader in (checkpoint.load_from_torchvision,
+                   checkpoint.load_from_openmmlab,
+                   checkpoint.load_from_mmcls):
+        assert 'load_from_http(' in inspect.getsource(loader), loader
+    saved = private.url_loader()
+    private.set_url_loader(len)
+    assert checkpoint.load_url is len
+    private.set_url_loader(saved)
+    assert checkpoint.load_url is saved
+
+
 def test_infinite_iterator_starts_at_a_pass():
     loader = DataLoader(list(range(4)), batch_size=2)
     it = private.infinite_iterator(loader, passes=3)

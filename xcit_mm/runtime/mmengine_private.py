@@ -23,6 +23,7 @@ from mmengine.runner import loops as _loops
 #: Private names relied on, for the test and for the count in the docs.
 PRIVATE_NAMES: Tuple[str, ...] = (
     'mmengine.runner.CheckpointLoader._schemes',
+    'mmengine.runner.checkpoint.load_url (module attribute replaced)',
     'mmengine.runner.loops._InfiniteDataloaderIterator',
     'mmengine.runner.loops._InfiniteDataloaderIterator._epoch',
     'mmengine.runner.loops.calc_dynamic_intervals',
@@ -58,6 +59,30 @@ def restore_checkpoint_loaders(saved: Dict[str, Callable]) -> None:
     mmengine's longest-prefix-first order)."""
     CheckpointLoader._schemes.clear()
     CheckpointLoader._schemes.update(saved)
+
+
+def url_loader() -> Callable:
+    """The function mmengine's checkpoint loaders download with
+    (``mmengine.runner.checkpoint.load_url``, torch hub's
+    ``load_state_dict_from_url``, which unpickles with
+    ``weights_only=False``).
+
+    Reason: mmengine's ``torchvision://`` / ``modelzoo://``,
+    ``open-mmlab://`` / ``openmmlab://`` and ``mmcls://`` loaders resolve
+    a model name through mmengine's URL tables and then call the module's
+    ``load_from_http``, which calls this name. Replacing the one function
+    they share routes all of them through xcit_mm's safe loading without
+    copying their name resolution; mmengine has no public hook for it.
+    """
+    from mmengine.runner import checkpoint
+    return checkpoint.load_url
+
+
+def set_url_loader(loader: Callable) -> None:
+    """Make mmengine's checkpoint loaders download with ``loader`` (see
+    :func:`url_loader`; put the previous one back with this too)."""
+    from mmengine.runner import checkpoint
+    checkpoint.load_url = loader
 
 
 def infinite_iterator(dataloader: Any, passes: int) -> Any:
