@@ -1,7 +1,7 @@
 # CrossFormer-B Semantic FPN on ADE20k, 80k iterations (official recipe).
 _base_ = [
     '../_base_/models/fpn_crossformer-s.py',
-    '../_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k_crossformer.py',
     '../_base_/schedules/crossformer-fpn_adamw-poly_80k.py',
     '../_base_/runtime_mmseg.py'
 ]

@@ -1,7 +1,7 @@
 # CrossFormer-L UperNet on ADE20k, 160k iterations (official recipe).
 _base_ = [
     '../_base_/models/upernet_crossformer-s.py',
-    '../_base_/datasets/ade20k.py',
+    '../_base_/datasets/ade20k_crossformer.py',
     '../_base_/schedules/xcit-seg_adamw-poly_160k.py',
     '../_base_/runtime_mmseg.py'
 ]

@@ -1,9 +1,12 @@
 """DINO's weighted k-NN: the classifier against a direct computation of its
 formula, and ``knn_eval.py`` split over two processes by torchrun."""
+import atexit
+import glob
 import json
 import math
 import os
 import shutil
+import sys
 
 import pytest
 import torch
@@ -66,15 +69,53 @@ def test_weighted_knn_refuses_features_of_different_widths():
                      torch.zeros(2))
 
 
+#: torch.distributed's collectives that move tensors, and the tensors a
+#: process receives from each (its own share included).
+COLLECTIVES = dict(
+    broadcast=lambda tensor, *a, **k: [tensor],
+    all_reduce=lambda tensor, *a, **k: [tensor],
+    all_gather=lambda tensor_list, *a, **k: tensor_list,
+    all_gather_into_tensor=lambda output, *a, **k: [output],
+)
+
+
+def count_received_bytes(out_file: str) -> None:
+    """Add up the bytes this process receives through torch.distributed's
+    collectives (``broadcast_object_list`` and ``all_gather_object`` go
+    through them), and write the sum to ``out_file`` at exit."""
+    import torch.distributed as dist
+    import torch.distributed.distributed_c10d as c10d
+    total = [0]
+    for name, received in COLLECTIVES.items():
+        def counted(*args, _real=getattr(c10d, name), _received=received,
+                    **kwargs):
+            total[0] += sum(t.numel() * t.element_size()
+                            for t in _received(*args, **kwargs))
+            return _real(*args, **kwargs)
+        setattr(c10d, name, counted)
+        setattr(dist, name, counted)
+
+    def write():
+        with open(out_file, 'w') as f:
+            json.dump(total[0], f)
+    atexit.register(write)
+
+
 def test_knn_eval_in_two_processes_equals_one(tmp_path):
     """torchrun with 2 gloo processes (``--launcher pytorch``): each
-    extracts its shard, and the gathered features give the single-process
-    result. 13 + 7 images, so the sampler pads both shards."""
+    extracts its shard and votes for half of the queries, and the result
+    equals the single-process one. 13 + 7 images, so the sampler pads both
+    shards. What crosses between the processes (counted in torch's
+    collectives, which mmengine's object gathering uses too) stays within
+    twice the size of the features: the features as tensors, not each
+    image's row pickled with its whole batch."""
     root = make_split_folders(str(tmp_path / 'data'), num_classes=2,
                               per_class=4, size=32)
     # odd data-set sizes: 4 + 4 + 5 training images, 4 + 3 val images
+    # (copies within a class: equally near neighbours vote alike, so the
+    # result does not hang on how rounding breaks their ties)
     for i in range(5):
-        shutil.copy(f'{root}/train/class_0/0.png',
+        shutil.copy(f'{root}/train/class_1/{i % 4}.png',
                     f'{root}/train/class_1/extra_{i}.png')
     os.remove(f'{root}/val/class_1/0.png')
     options = ['--cfg-options', 'model.backbone.arch.depth=1'] + [
@@ -94,13 +135,22 @@ def test_knn_eval_in_two_processes_equals_one(tmp_path):
             proc = run_tool(
                 ['-m', 'torch.distributed.run', '--nproc_per_node=2',
                  f'--master_port={free_port()}',
-                 'tools/analysis_tools/knn_eval.py'] + args +
-                ['--launcher', 'pytorch'], XCIT_MM_CPU='1')
+                 '-m', 'tests.test_evaluation.test_knn'] + args +
+                ['--launcher', 'pytorch'], XCIT_MM_CPU='1',
+                KNN_BYTES=str(tmp_path / 'received'))
         assert proc.returncode == 0, explain(proc)
-        assert '13 train / 7 val images' in proc.stdout, explain(proc)
+        assert '13 train / 7 val images, T=0.07, 96-d features' in \
+            proc.stdout, explain(proc)
         with open(out) as f:
             results[nproc] = json.load(f)
     assert results[2] == results[1]
+    feature_bytes = (13 + 7) * 96 * 4
+    received = []
+    for path in sorted(glob.glob(str(tmp_path / 'received*'))):
+        with open(path) as f:
+            received.append(json.load(f))
+    assert len(received) == 2
+    assert 0 < max(received) <= 2 * feature_bytes, (received, feature_bytes)
 
 
 def test_knn_eval_loads_only_a_checkpoint_of_its_model(tmp_path):
@@ -129,3 +179,11 @@ def test_knn_eval_loads_only_a_checkpoint_of_its_model(tmp_path):
                        match=r"does not fit the model of the config: .* "
                        r"missing \(e\.g\. \['backbone\.blocks\.1\."):
         tool.load_model(cfg, path, random_init=False)
+
+
+if __name__ == '__main__':
+    # a process of the two-process test: knn_eval.py, its collectives
+    # counted
+    count_received_bytes(os.environ['KNN_BYTES'] + os.environ['RANK'])
+    from tests.utils import load_tool
+    load_tool('tools/analysis_tools/knn_eval.py').main(sys.argv[1:])

@@ -104,3 +104,42 @@ def test_http_checkpoints_go_through_safe_load(tmp_path, monkeypatch):
     finally:
         server.shutdown()
     assert not marker.exists()
+
+
+@pytest.mark.parametrize('scheme', ['torchvision://resnet18',
+                                    'modelzoo://resnet18',
+                                    'open-mmlab://detectron2/resnet50_caffe',
+                                    'mmcls://resnet18'])
+def test_model_zoo_schemes_read_through_the_allow_list(scheme, tmp_path,
+                                                       monkeypatch):
+    """mmengine resolves a model-zoo name to a URL and reads it from torch
+    hub's cache when it is there (no network): a crafted file there is
+    refused and does not run; a plain one loads."""
+    import os.path as osp
+
+    from mmengine.runner import checkpoint as mm_checkpoint
+    tables = {'torchvision': mm_checkpoint.get_torchvision_models,
+              'modelzoo': mm_checkpoint.get_torchvision_models,
+              'open-mmlab': mm_checkpoint.get_external_models,
+              'mmcls': mm_checkpoint.get_mmcls_models}
+    prefix, name = scheme.split('://')
+    url = tables[prefix]()[name]
+    cached = tmp_path / 'hub' / 'checkpoints' / osp.basename(url)
+    cached.parent.mkdir(parents=True)
+    monkeypatch.setattr(torch.hub, '_hub_dir', str(tmp_path / 'hub'))
+    marker = tmp_path / 'pwned'
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'x': RunsCode(marker)},
+               cached)
+    with safe_loading(), pytest.raises(UnsafeCheckpointError,
+                                       match='system'):
+        CheckpointLoader.load_checkpoint(scheme)
+    assert not marker.exists()
+    torch.save({'state_dict': {'backbone.w': torch.ones(2)}}, cached)
+    with safe_loading():
+        ckpt = CheckpointLoader.load_checkpoint(scheme)
+    # mmcls:// keeps the backbone and drops the prefix
+    (value, ) = ckpt['state_dict'].values()
+    assert torch.equal(value, torch.ones(2))
+    # mmengine's own download function is back after the block
+    from mmengine.utils.dl_utils import load_url
+    assert mm_checkpoint.load_url is load_url

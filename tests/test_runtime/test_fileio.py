@@ -107,3 +107,59 @@ def test_resume_nothing(tmp_path):
     assert find_resume_checkpoint(str(tmp_path / 'none')) is None
     (tmp_path / 'junk.pth').write_bytes(b'x')  # not a training checkpoint
     assert find_resume_checkpoint(str(tmp_path)) is None
+
+
+def test_resume_order_is_the_saved_epoch_not_the_file_time(tmp_path):
+    """After ``cp -r`` (or a restore) the modification times say nothing:
+    the truncated newest checkpoint falls back to the highest complete
+    epoch (epoch_9, not epoch_2 that the copy touched last, nor epoch_10
+    that sorts before epoch_9 as text)."""
+    now = time.time()
+    for epoch in (2, 9, 10, 11):
+        _save(tmp_path / f'epoch_{epoch}.pth', epoch)
+    data = (tmp_path / 'epoch_11.pth').read_bytes()
+    (tmp_path / 'epoch_11.pth').write_bytes(data[:len(data) // 2])
+    (tmp_path / 'epoch_10.pth').write_bytes(data[:100])
+    for epoch, age in ((2, 0), (9, 50), (10, 40), (11, 30)):
+        os.utime(tmp_path / f'epoch_{epoch}.pth', (now - age, now - age))
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_11.pth'))
+    assert find_resume_checkpoint(str(tmp_path)) == \
+        str(tmp_path / 'epoch_9.pth')
+    # epoch_* and iter_* in one folder (the config changed between runs):
+    # ordered by the iteration each checkpoint holds
+    _save(tmp_path / 'iter_20.pth', 20)  # _save: meta['iter'] = 20
+    os.utime(tmp_path / 'iter_20.pth', (now - 100, now - 100))
+    _save(tmp_path / 'iter_5.pth', 5)
+    assert find_resume_checkpoint(str(tmp_path)) == \
+        str(tmp_path / 'iter_20.pth')
+
+
+def _resume_in_step(args):
+    work_dir, barrier = args
+    barrier.wait()
+    try:
+        return repr(find_resume_checkpoint(work_dir))
+    except Exception as e:  # what a rank of a restarted job would die of
+        return f'{type(e).__name__}: {e}'
+
+
+def test_restarted_ranks_remove_stale_temp_files_at_once(tmp_path):
+    """Every rank of a restarted job looks for the checkpoint at the same
+    moment; the temporary files of the killed save are removed by
+    whichever gets there first, and no rank fails."""
+    import multiprocessing
+    import subprocess
+    import sys
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()  # its pid names the killed writer's temporary files
+    _save(tmp_path / 'iter_4.pth', 4)
+    for i in range(2000):
+        (tmp_path / f'.iter_8.pth.tmp-{dead.pid}-{i:08x}').write_bytes(b'x')
+    ctx = multiprocessing.get_context('fork')
+    ranks = 6
+    barrier = ctx.Manager().Barrier(ranks)
+    with ctx.Pool(ranks) as pool:
+        results = pool.map(_resume_in_step,
+                           [(str(tmp_path), barrier)] * ranks, chunksize=1)
+    assert results == [repr(str(tmp_path / 'iter_4.pth'))] * ranks
+    assert sorted(os.listdir(tmp_path)) == ['iter_4.pth']

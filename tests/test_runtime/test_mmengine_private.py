@@ -12,6 +12,7 @@ from mmengine.runner import (
     CheckpointLoader,
     EpochBasedTrainLoop,
     IterBasedTrainLoop,
+    Runner,
 )
 from torch.utils.data import DataLoader
 
@@ -19,7 +20,7 @@ from xcit_mm.runtime import mmengine_private as private
 
 
 def test_the_list_is_complete():
-    assert len(private.PRIVATE_NAMES) == 11
+    assert len(private.PRIVATE_NAMES) == 13
 
 
 def test_checkpoint_loader_table_round_trip():
@@ -32,6 +33,22 @@ def test_checkpoint_loader_table_round_trip():
     # longest prefix first, as mmengine's lookup expects
     keys = list(CheckpointLoader._schemes)
     assert keys == sorted(keys, reverse=True)
+
+
+def test_url_loader_is_what_the_model_zoo_loaders_download_with():
+    from mmengine.runner import checkpoint
+    assert private.url_loader() is checkpoint.load_url
+    # every model-zoo scheme ends in load_from_http, which calls load_url
+    assert 'load_url(' in inspect.getsource(checkpoint.load_from_http)
+    for loader in (checkpoint.load_from_torchvision,
+                   checkpoint.load_from_openmmlab,
+                   checkpoint.load_from_mmcls):
+        assert 'load_from_http(' in inspect.getsource(loader), loader
+    saved = private.url_loader()
+    private.set_url_loader(len)
+    assert checkpoint.load_url is len
+    private.set_url_loader(saved)
+    assert checkpoint.load_url is saved
 
 
 def test_infinite_iterator_starts_at_a_pass():
@@ -111,3 +128,17 @@ def test_dataloader_attribute_guard():
     private.set_dataloader_attr(loader, 'batch_sampler', sampler)
     assert loader.batch_sampler is sampler
     assert torch.utils.data.DataLoader.__setattr__ is not object.__setattr__
+
+
+def test_train_loop_is_built_on_first_access():
+    # Runner.iter / epoch read train_loop, which builds the loop from the
+    # config kept in _train_loop: what train_loop_built looks at
+    for prop in (Runner.iter, Runner.epoch):
+        assert 'self.train_loop' in inspect.getsource(prop.fget)
+    src = inspect.getsource(Runner.train_loop.fget)
+    assert 'self._train_loop = self.build_train_loop(self._train_loop)' \
+        in src
+    runner = object.__new__(Runner)
+    for loop, built in ((None, True), (dict(by_epoch=True), False)):
+        runner._train_loop = loop
+        assert private.train_loop_built(runner) is built

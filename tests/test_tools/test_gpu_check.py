@@ -15,7 +15,7 @@ def test_gpu_check_cpu_mode(tmp_path):
     result = json.load(open(out))
     rows = result['rows']
     sections = {r['section'] for r in rows}
-    assert sections == {'parity', 'train', 'misc'}
+    assert sections == {'parity', 'train', 'misc', 'knn'}
     assert all(r['ok'] for r in rows)
     # 2 token counts x 3 dtypes for XCA + 3 dtypes for the backbone
     assert len([r for r in rows if r['section'] == 'parity']) == 9

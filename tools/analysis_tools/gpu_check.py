@@ -26,7 +26,12 @@ on one H100-class GPU, well under 8), printing a table and writing JSON:
   ``torch.compile``-d, S12/16 bf16, batch 128 training / 256 inference at
   224 px, and batch 1 forward at 3584 x 3584 (``--mode scaling``);
 - **misc**: ``compute_attention`` on maps that live on the GPU, and the
-  ``--amp`` dtype chosen for this GPU vs its compute capability.
+  ``--amp`` dtype chosen for this GPU vs its compute capability;
+- **knn**: DINO's weighted k-NN vote (``xcit_mm.evaluation.weighted_knn``,
+  k = 10, 20, 100, 200) of 10k queries against 100k synthetic 384-d
+  training features of 1000 classes on the GPU: time and peak memory. Pass:
+  the accuracies equal those of the CPU on the first 1000 queries (within
+  0.2 points: rounding may break near-ties differently).
 
 ``--cpu`` runs every section at tiny sizes on the CPU (the test suite does,
 ``tests/test_tools/test_gpu_check.py``); its numbers say nothing about a
@@ -354,8 +359,43 @@ def check_misc(device, cpu: bool) -> List[Dict]:
     return rows
 
 
+def check_knn(device, cpu: bool) -> List[Dict]:
+    from xcit_mm.evaluation import weighted_knn
+    n_train, n_test, dim, classes = ((2000, 200, 32, 10) if cpu else
+                                     (100_000, 10_000, 384, 1000))
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(classes, dim, generator=g)
+    train_labels = torch.randint(0, classes, (n_train, ), generator=g)
+    test_labels = torch.randint(0, classes, (n_test, ), generator=g)
+    train = centres[train_labels] + 2 * torch.randn(n_train, dim, generator=g)
+    test = centres[test_labels] + 2 * torch.randn(n_test, dim, generator=g)
+    args = [train.to(device), train_labels.to(device), test.to(device),
+            test_labels.to(device)]
+    peak_reset(device)
+    sync(device)
+    start = time.perf_counter()
+    got = weighted_knn(*args)
+    sync(device)
+    seconds = time.perf_counter() - start
+    peak = peak_mib(device)
+    head = min(1000, n_test)
+    on_device = weighted_knn(args[0], args[1], args[2][:head],
+                             args[3][:head], num_classes=classes)
+    on_cpu = weighted_knn(train, train_labels, test[:head],
+                          test_labels[:head], num_classes=classes,
+                          chunk_size=7)  # other block shapes too
+    diff = max(abs(a - b) for k in on_cpu
+               for a, b in zip(on_device[k], on_cpu[k]))
+    detail = (f'{n_train} x {n_test} x {dim}-d on {device.type}: '
+              f'{seconds:.2f} s' + (f', peak {peak:.0f} MiB' if peak else '')
+              + f', top-1 k=20 {got[20][0]:.2f}; vs CPU max diff '
+              f'{diff:.2f} points')
+    return [dict(section='knn', name='weighted k-NN vote', ok=diff <= 0.2,
+                 seconds=seconds, peak_mib=peak, detail=detail)]
+
+
 SECTIONS = dict(parity=check_parity, train=check_train, bench=check_bench,
-                misc=check_misc)
+                misc=check_misc, knn=check_knn)
 
 
 def print_table(rows: List[Dict]) -> None:

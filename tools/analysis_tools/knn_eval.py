@@ -16,7 +16,8 @@ Features are the class tokens of the frozen backbone in eval mode (the
 teacher's by default, as DINO reports), L2-normalised; each query's ``k``
 most cosine-similar training images vote with weight exp(sim / T). Prints
 top-1 / top-5 for every ``k``. Multi-process runs (``tools/dist_test.sh``-
-style torchrun with ``--launcher pytorch``) split the extraction.
+style torchrun with ``--launcher pytorch``) split the extraction and the
+vote (:func:`xcit_mm.evaluation.evaluate_knn`); on GPUs both run there.
 """
 import argparse
 import json
@@ -72,11 +73,11 @@ def load_model(cfg: Config, checkpoint, random_init: bool):
 
 def knn_eval(args) -> dict:
     import torch
-    from mmengine.dist import get_dist_info, init_dist
+    from mmengine.dist import get_dist_info, init_dist, is_distributed
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
 
-    from xcit_mm.evaluation import extract_features, weighted_knn
+    from xcit_mm.evaluation import evaluate_knn
     from xcit_mm.runtime.launch import setup_cpu_distributed
 
     if (args.checkpoint is None) == (not args.random_init):
@@ -95,7 +96,10 @@ def knn_eval(args) -> dict:
                 'classify); configs/dino/dino_xcit-digits_demo.py has '
                 'both.')
     cfg.launcher = args.launcher
-    if args.launcher != 'none' and not setup_cpu_distributed(cfg):
+    # on the CPU, and after a torchrun restart, setup_cpu_distributed has
+    # started the process group; mmengine's init_dist would start it twice
+    if args.launcher != 'none' and not setup_cpu_distributed(cfg) and \
+            not is_distributed():
         init_dist(args.launcher, **cfg.get('env_cfg', {}).get(
             'dist_cfg', {}))
     init_default_scope(cfg.get('default_scope', 'mmpretrain'))
@@ -108,16 +112,15 @@ def knn_eval(args) -> dict:
     seed = (cfg.get('randomness') or {}).get('seed')
     loaders = [Runner.build_dataloader(cfg[key], seed=seed)
                for key in ('knn_train_dataloader', 'knn_val_dataloader')]
-    train = extract_features(backbone, model.data_preprocessor, loaders[0])
-    val = extract_features(backbone, model.data_preprocessor, loaders[1])
-    results = weighted_knn(*train, *val, ks=args.k,
-                           temperature=args.temperature)
+    knn = evaluate_knn(backbone, model.data_preprocessor, *loaders,
+                       ks=args.k, temperature=args.temperature)
+    results = knn.accuracy
     rank, _ = get_dist_info()
     if rank == 0:
         what = 'random init' if args.random_init else args.checkpoint
         print(f'k-NN ({args.model_key} backbone, {what}; '
-              f'{len(train[0])} train / {len(val[0])} val images, '
-              f'T={args.temperature}, {train[0].shape[1]}-d features)')
+              f'{knn.num_train} train / {knn.num_val} val images, '
+              f'T={args.temperature}, {knn.dim}-d features)')
         for k, (top1, top5) in results.items():
             print(f'  k={k:<4d} top-1 {top1:6.2f}  top-5 {top5:6.2f}')
         if args.out:

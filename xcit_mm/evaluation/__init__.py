@@ -1,4 +1,11 @@
 """Evaluation of frozen features (DINO's weighted k-NN)."""
-from .knn import DEFAULT_KS, extract_features, weighted_knn
+from .knn import (
+    DEFAULT_KS,
+    KNNResult,
+    evaluate_knn,
+    extract_features,
+    weighted_knn,
+)
 
-__all__ = ['DEFAULT_KS', 'extract_features', 'weighted_knn']
+__all__ = ['DEFAULT_KS', 'KNNResult', 'evaluate_knn', 'extract_features',
+           'weighted_knn']

@@ -8,12 +8,14 @@ mmengine 0.10.7 then fails to resume. Rather than switching safety off,
 load. Anything else that a pickle names (e.g. ``os.system``) is refused with
 :class:`~xcit_mm.utils.errors.UnsafeCheckpointError`.
 
-:func:`safe_loading` makes mmengine's checkpoint loaders for local files
-and ``http(s)://`` URLs (used by ``Runner.resume``, ``load_checkpoint`` and
+:func:`safe_loading` makes mmengine's checkpoint loaders (used by
+``Runner.resume``, ``load_checkpoint`` and
 ``init_cfg=dict(type='Pretrained')``) read through the allow-list for the
-duration of a ``with`` block, and puts mmengine's own loaders back after
-it. :class:`xcit_mm.Runner` runs ``train()``, ``val()`` and ``test()``
-inside it; importing xcit_mm changes nothing.
+duration of a ``with`` block: local files, ``http(s)://`` URLs and the
+model-zoo names (``torchvision://``, ``open-mmlab://``, ``mmcls://`` ...)
+that mmengine resolves to URLs. mmengine's own loaders are back after it.
+:class:`xcit_mm.Runner` runs ``train()``, ``val()`` and ``test()`` inside
+it; importing xcit_mm changes nothing.
 """
 import argparse
 import contextlib
@@ -111,8 +113,12 @@ def _allow_listed(filename: str) -> Iterator[None]:
             'checkpoint.') from None
 
 
-def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
+def safe_load(filename: str, map_location: Any = 'cpu',
+              mmap: bool = False) -> Any:
     """Load a checkpoint with ``weights_only=True`` and the allow-list.
+
+    ``mmap=True`` maps the tensors' storage instead of reading it (cheap
+    when only the ``meta`` is needed).
 
     Raises:
         MissingFileError: the file does not exist (a FileNotFoundError).
@@ -128,7 +134,7 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
             'convert the checkpoint first.')
     with _allow_listed(filename):
         return torch.load(filename, map_location=map_location,
-                          weights_only=True)
+                          weights_only=True, mmap=mmap)
 
 
 def _load_from_local(filename: str, map_location=None) -> Any:
@@ -136,54 +142,66 @@ def _load_from_local(filename: str, map_location=None) -> Any:
     return safe_load(filename, map_location)
 
 
+def _load_url(url: str, model_dir=None, map_location=None,
+              progress: bool = False, **kwargs) -> Any:
+    """torch hub's ``load_state_dict_from_url`` (download once into its
+    cache) reading with the allow-list.
+
+    mmengine downloads with the same function but leaves its
+    ``weights_only`` at the default, False on every torch version, so a
+    crafted file would run code.
+    """
+    from torch.hub import load_state_dict_from_url
+    with _allow_listed(url):
+        return load_state_dict_from_url(
+            url, model_dir=model_dir, map_location=map_location,
+            progress=progress, weights_only=True, **kwargs)
+
+
 def _load_from_http(filename: str, map_location=None, model_dir=None,
                     progress: bool = False) -> Any:
     """mmengine's ``load_from_http`` (rank 0 downloads first into torch
-    hub's cache, then the others read it), reading with the allow-list.
-
-    mmengine's own function cannot be reused as it is: it calls
-    ``torch.hub.load_state_dict_from_url``, whose ``weights_only`` defaults
-    to False on every torch version, so a crafted file would run code.
-    """
+    hub's cache, then the others read it), reading with the allow-list."""
     from mmengine.dist import get_dist_info
-    from torch.hub import load_state_dict_from_url
-
-    def load() -> Any:
-        with _allow_listed(filename):
-            return load_state_dict_from_url(
-                filename, model_dir=model_dir, map_location=map_location,
-                progress=progress, weights_only=True)
 
     rank, world_size = get_dist_info()
     if rank == 0:
-        checkpoint = load()
+        checkpoint = _load_url(filename, model_dir, map_location, progress)
     if world_size > 1:
         torch.distributed.barrier()
         if rank > 0:
-            checkpoint = load()
+            checkpoint = _load_url(filename, model_dir, map_location,
+                                   progress)
     return checkpoint
 
 
 @contextlib.contextmanager
 def safe_loading() -> Iterator[None]:
-    """Within the block, mmengine reads local files and ``http(s)://`` URLs
-    with :func:`safe_load`'s allow-list; afterwards its own loaders are back.
+    """Within the block, mmengine reads checkpoints with :func:`safe_load`'s
+    allow-list; afterwards its own loaders are back.
 
-    ``torchvision://``, ``open-mmlab://`` and ``mmcls://`` keep mmengine's
-    loaders. Nesting is allowed (the inner block changes nothing).
+    Local files and ``http(s)://`` URLs get xcit_mm's loaders; the
+    model-zoo schemes (``torchvision://`` and ``modelzoo://``,
+    ``open-mmlab://`` and ``openmmlab://``, ``mmcls://``) keep mmengine's
+    name resolution, and the download they end in reads with the
+    allow-list. Nesting is allowed (the inner block changes nothing).
     """
     from mmengine.runner import CheckpointLoader
 
     from xcit_mm.runtime.mmengine_private import (
         checkpoint_loaders,
         restore_checkpoint_loaders,
+        set_url_loader,
+        url_loader,
     )
-    saved = checkpoint_loaders()
+    saved, saved_url_loader = checkpoint_loaders(), url_loader()
     CheckpointLoader.register_scheme(prefixes='', loader=_load_from_local,
                                      force=True)
     CheckpointLoader.register_scheme(prefixes=('http://', 'https://'),
                                      loader=_load_from_http, force=True)
+    set_url_loader(_load_url)
     try:
         yield
     finally:
         restore_checkpoint_loaders(saved)
+        set_url_loader(saved_url_loader)

@@ -129,14 +129,19 @@ def remove_stale_temp_files(folder: str) -> List[str]:
     """Delete the temporary files that killed writers left in ``folder``.
 
     Only files named by :func:`atomic_write` whose process is gone are
-    removed. Returns their paths.
+    removed. Returns the paths this call removed. Every process of a
+    restarted job may call it at once on the same folder: a file that
+    another process removed first is not an error.
     """
     removed = []
     for path in glob.glob(osp.join(folder, '.*.tmp-*')):
         m = TMP_PATTERN.match(osp.basename(path))
         if m and int(m.group('pid')) != os.getpid() and not _pid_alive(
                 int(m.group('pid'))):
-            os.remove(path)
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                continue  # another process of the job removed it first
             removed.append(path)
     return removed
 
@@ -163,22 +168,52 @@ def checkpoint_is_complete(path: str) -> Optional[str]:
     return None
 
 
+#: ``epoch_<n>.pth`` / ``iter_<n>.pth``, as mmengine's CheckpointHook names
+#: them.
+CHECKPOINT_NAME = re.compile(r'^(?P<unit>epoch|iter)_(?P<n>\d+)\.pth$')
+
+
+def _saved_iteration(path: str) -> int:
+    """The iteration a checkpoint was saved at (``meta['iter']``), read
+    with :func:`~xcit_mm.runtime.checkpoint.safe_load` (memory-mapped, so
+    the tensors are not read); -1 when it cannot be read."""
+    from xcit_mm.runtime.checkpoint import safe_load
+    from xcit_mm.utils.errors import XCiTMMError
+    try:
+        return int(safe_load(path, mmap=True).get('meta', {})['iter'])
+    except (XCiTMMError, KeyError, TypeError, ValueError, AttributeError):
+        return -1
+
+
 def _checkpoint_files(work_dir: str) -> List[str]:
-    """``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir``, newest first."""
-    files = [
-        p for p in glob.glob(osp.join(work_dir, '*.pth'))
-        if re.match(r'^(epoch|iter)_\d+\.pth$', osp.basename(p))
-    ]
-    return sorted(files, key=lambda p: (osp.getmtime(p), p), reverse=True)
+    """``epoch_*.pth`` / ``iter_*.pth`` in ``work_dir``, furthest in
+    training first.
+
+    Files are ordered by the epoch or iteration in their name, not by
+    modification time (which ``cp -r``, a restore or a sync changes). A
+    folder holding both ``epoch_*`` and ``iter_*`` files (a config changed
+    between runs) is ordered by the iteration each checkpoint holds.
+    """
+    files = [p for p in glob.glob(osp.join(work_dir, '*.pth'))
+             if CHECKPOINT_NAME.match(osp.basename(p))]
+    names = [CHECKPOINT_NAME.match(osp.basename(p)) for p in files]
+    if len({m.group('unit') for m in names}) > 1:
+        keys = [_saved_iteration(p) for p in files]
+    else:
+        keys = [int(m.group('n')) for m in names]
+    order = sorted(zip(keys, files), reverse=True)
+    return [p for _, p in order]
 
 
 def find_resume_checkpoint(work_dir: str) -> Optional[str]:
     """The newest complete checkpoint of ``work_dir``, or None.
 
     The file named by ``work_dir/last_checkpoint`` comes first, then the
-    ``epoch_*.pth`` and ``iter_*.pth`` files from newest to oldest. A
-    candidate that is missing, truncated or corrupt is skipped with a
-    warning. Temporary files left by a killed save are deleted.
+    ``epoch_*.pth`` and ``iter_*.pth`` files from the highest epoch or
+    iteration down (by name; not by modification time, which a copy
+    changes). A candidate that is missing, truncated or corrupt is skipped
+    with a warning. Temporary files left by a killed save are deleted; all
+    the processes of a job may do this at once.
 
     Args:
         work_dir (str): The training work dir.

@@ -23,6 +23,7 @@ from mmengine.runner import loops as _loops
 #: Private names relied on, for the test and for the count in the docs.
 PRIVATE_NAMES: Tuple[str, ...] = (
     'mmengine.runner.CheckpointLoader._schemes',
+    'mmengine.runner.checkpoint.load_url (module attribute replaced)',
     'mmengine.runner.loops._InfiniteDataloaderIterator',
     'mmengine.runner.loops._InfiniteDataloaderIterator._epoch',
     'mmengine.runner.loops.calc_dynamic_intervals',
@@ -33,6 +34,7 @@ PRIVATE_NAMES: Tuple[str, ...] = (
     'mmengine.registry.Registry._search_child',
     'mmengine.model.BaseModel._run_forward (and the DDP wrapper\'s)',
     'torch.utils.data.DataLoader.__setattr__ guard (object.__setattr__)',
+    'mmengine.runner.Runner._train_loop',
 )
 
 #: The loop counters the resumable loops read and set (see module doc).
@@ -57,6 +59,30 @@ def restore_checkpoint_loaders(saved: Dict[str, Callable]) -> None:
     mmengine's longest-prefix-first order)."""
     CheckpointLoader._schemes.clear()
     CheckpointLoader._schemes.update(saved)
+
+
+def url_loader() -> Callable:
+    """The function mmengine's checkpoint loaders download with
+    (``mmengine.runner.checkpoint.load_url``, torch hub's
+    ``load_state_dict_from_url``, which unpickles with
+    ``weights_only=False``).
+
+    Reason: mmengine's ``torchvision://`` / ``modelzoo://``,
+    ``open-mmlab://`` / ``openmmlab://`` and ``mmcls://`` loaders resolve
+    a model name through mmengine's URL tables and then call the module's
+    ``load_from_http``, which calls this name. Replacing the one function
+    they share routes all of them through xcit_mm's safe loading without
+    copying their name resolution; mmengine has no public hook for it.
+    """
+    from mmengine.runner import checkpoint
+    return checkpoint.load_url
+
+
+def set_url_loader(loader: Callable) -> None:
+    """Make mmengine's checkpoint loaders download with ``loader`` (see
+    :func:`url_loader`; put the previous one back with this too)."""
+    from mmengine.runner import checkpoint
+    checkpoint.load_url = loader
 
 
 def infinite_iterator(dataloader: Any, passes: int) -> Any:
@@ -137,3 +163,19 @@ def set_dataloader_attr(dataloader: Any, name: str, value: Any) -> None:
     assert getattr(dataloader, '_iterator', None) is None, \
         'the data loader is already iterated'
     object.__setattr__(dataloader, name, value)
+
+
+def train_loop_built(runner: Any) -> bool:
+    """Whether ``runner`` has built its training loop (or has none).
+
+    Reason: mmengine's ``Runner.iter`` and ``Runner.epoch`` read
+    ``runner.train_loop``, which builds the loop on first access -- and
+    with it the training data set. A hook that reads ``runner.iter`` while
+    testing (mmseg's ``SegVisualizationHook``) thereby reads the whole
+    training set, or fails where only the test split is present. mmengine
+    keeps the loop config, before it is built, in ``_train_loop`` and
+    offers no public query.
+    """
+    from mmengine.runner import BaseLoop
+    loop = runner._train_loop
+    return loop is None or isinstance(loop, BaseLoop)

@@ -335,7 +335,9 @@ def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
                    accum=1, momentum=0.9, clip=0.5, freeze_last_layer=1):
     """DINO's ``train_one_epoch`` written out on a fresh copy of the model:
     forward, loss, backward, per-parameter clipping, last-layer gradients
-    cancelled in the first epochs, AdamW step, teacher EMA."""
+    cancelled in the first epochs, AdamW step, teacher EMA. With gradient
+    accumulation the centre moves once per step, by the mean teacher
+    output of its ``accum`` micro-batches (what one large batch does)."""
     from mmengine.dataset import default_collate
     from mmpretrain.registry import MODELS
     model = MODELS.build(cfg)
@@ -347,6 +349,7 @@ def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
         model.head.parameters())
     teacher = list(model.teacher.parameters())
     dataset = MultiViewSet()
+    teacher_sum = 0.
     for it in range(num_iters):
         batch_idx = it % (len(dataset) // 4)
         batch = default_collate(
@@ -358,10 +361,18 @@ def official_steps(cfg, init_state, num_iters=4, iters_per_epoch=2,
                 model.teacher['backbone'], model.teacher['head'], views[:2])
         student_out = model.multi_crop_forward(model.backbone, model.head,
                                                views)
+        centre = model.dino_loss.center.clone()
         loss, _ = model.dino_loss(student_out, teacher_out, epoch)
+        model.dino_loss.center.copy_(centre)  # it moves at the step
+        teacher_sum = teacher_sum + torch.cat(teacher_out).sum(
+            0, keepdim=True)
         (loss / accum).backward()
         if (it + 1) % accum:
             continue
+        with torch.no_grad():  # the centre: an EMA of the step's mean
+            model.dino_loss.center.mul_(0.9).add_(
+                teacher_sum / (4 * accum * 2), alpha=1 - 0.9)
+        teacher_sum = 0.
         for p in student:  # utils.clip_gradients
             if p.grad is not None:
                 coef = clip / (p.grad.norm(2) + 1e-6)
@@ -473,3 +484,50 @@ def test_hook_refuses_a_skipping_nonfinite_loss_hook(tmp_path):
     with pytest.raises(ConfigError, match="action='stop'"):
         run_dino(tmp_path, dict(), epochs=1, extra_hooks=[
             dict(type='xcit_mm.NonFiniteLossHook', action='skip')])
+
+
+def cpu_amp_wrapper(optimizer, monkeypatch):
+    """mmengine's ``AmpOptimWrapper`` on the CPU: its constructor asserts a
+    GPU and takes ``torch.cuda.amp.GradScaler``; the check is passed for
+    the construction and the scaler is torch's own on the CPU
+    (``GradScaler('cpu')``, the same class). Everything else -- scaled
+    backward, ``optim_context``, ``step`` through the scaler -- is
+    mmengine's and torch's code."""
+    from mmengine.optim import AmpOptimWrapper
+    from mmengine.optim.optimizer import amp_optimizer_wrapper
+    with monkeypatch.context() as m:
+        m.setattr(amp_optimizer_wrapper, 'is_cuda_available', lambda: True)
+        wrapper = AmpOptimWrapper(optimizer=optimizer)
+    wrapper.loss_scaler = torch.amp.GradScaler('cpu', init_scale=2.**14)
+    return wrapper
+
+
+@pytest.mark.parametrize('fused', [False, True])
+def test_clipping_under_amp_sees_unscaled_gradients(fused, monkeypatch):
+    """Under loss scaling (here 2**14) DINO clips the true gradients, as
+    main_dino.py does (``fp16_scaler.unscale_`` before
+    ``clip_gradients``), with a fused optimizer too (whose step could
+    unscale inside its kernel): the norms before clipping are those of the
+    run without scaling, and the SGD step moves the weights as far (one
+    unscale, not two)."""
+    from mmengine.optim import OptimWrapper
+    batch = dict(inputs=[v.mul(64).add(128).clamp(0, 255).to(torch.uint8)
+                         for v in views()],
+                 data_samples=[DataSample() for _ in range(2)])
+    results = {}
+    for amp in (False, True):
+        model = build(step=dict(clip_grad=3.0, freeze_last_layer=0))
+        model.set_train_progress(0, 10, 5)
+        optimizer = torch.optim.SGD(model.student_params(), lr=0.1,
+                                    fused=fused)
+        wrapper = cpu_amp_wrapper(optimizer, monkeypatch) if amp \
+            else OptimWrapper(optimizer)
+        log_vars = model.train_step(batch, wrapper)
+        results[amp] = float(log_vars['grad_norm_max']), [
+            p.detach().clone() for p in model.student_params()]
+    (norm, params), (amp_norm, amp_params) = results[False], results[True]
+    assert norm > 3.0  # clipping acts
+    # bf16 autocast in the AMP run: close, not equal; scaled would be 2**14x
+    assert amp_norm == pytest.approx(norm, rel=0.05)
+    for p, q in zip(params, amp_params):
+        torch.testing.assert_close(p, q, rtol=0, atol=2e-3)

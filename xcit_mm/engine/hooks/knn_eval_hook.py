@@ -16,8 +16,8 @@ class KNNEvalHook(Hook):
     """Run DINO's weighted k-NN every ``interval`` epochs and log it.
 
     The same computation as the offline k-NN evaluation
-    (:func:`xcit_mm.evaluation.weighted_knn` on
-    :func:`~xcit_mm.evaluation.extract_features`): class-token features of
+    (:func:`xcit_mm.evaluation.evaluate_knn`, split over the processes of
+    a multi-process run): class-token features of
     the frozen backbone, L2-normalised, cosine similarity, votes weighted by
     ``exp(sim / temperature)``. Logged as ``knn/top1_k{k}`` (and
     ``knn/top5_k{k}``), in percent.
@@ -60,7 +60,7 @@ class KNNEvalHook(Hook):
             self.evaluate(runner)
 
     def evaluate(self, runner) -> Optional[dict]:
-        from xcit_mm.evaluation import extract_features, weighted_knn
+        from xcit_mm.evaluation import evaluate_knn
         model = runner.model.module if is_model_wrapper(runner.model) \
             else runner.model
         if self._loaders is None:
@@ -70,12 +70,9 @@ class KNNEvalHook(Hook):
             ]
         backbone = model.teacher['backbone'] if self.model_key == 'teacher' \
             else model.backbone
-        train = extract_features(backbone, model.data_preprocessor,
-                                 self._loaders[0])
-        val = extract_features(backbone, model.data_preprocessor,
-                               self._loaders[1])
-        results = weighted_knn(*train, *val, ks=self.ks,
-                               temperature=self.temperature)
+        results = evaluate_knn(backbone, model.data_preprocessor,
+                               *self._loaders, ks=self.ks,
+                               temperature=self.temperature).accuracy
         for k, (top1, top5) in results.items():
             runner.message_hub.update_scalar(f'knn/top1_k{k}', top1)
             runner.message_hub.update_scalar(f'knn/top5_k{k}', top5)

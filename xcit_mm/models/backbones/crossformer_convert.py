@@ -124,8 +124,8 @@ def check_buffers(buffers: Dict) -> List[str]:
 
 def read_arch(backbone: Dict) -> dict:
     """The architecture that the weight shapes fix: ``embed_dims``,
-    ``depths``, ``num_heads`` and ``acl`` (CrossFormer++'s active-channel
-    layers). Group sizes and intervals hold no weights."""
+    ``depths``, ``num_heads``, ``mlp_ratio`` and ``acl`` (CrossFormer++'s
+    active-channel layers). Group sizes and intervals hold no weights."""
     try:
         embed_dims = backbone['patch_embed.norm.weight'].shape[0]
         depths = tuple(1 + max(
@@ -135,12 +135,15 @@ def read_arch(backbone: Dict) -> dict:
         num_heads = tuple(
             backbone[f'layers.{i}.blocks.0.attn.pos.pos3.2.weight'].shape[0]
             for i in range(4))
+        mlp_ratio = (backbone['layers.0.blocks.0.mlp.fc1.weight'].shape[0] /
+                     embed_dims)
     except (KeyError, ValueError) as e:
         raise CheckpointMismatchError(
             f'Cannot read the CrossFormer arch off the checkpoint: {e!r} is '
             'missing (a truncated or non-CrossFormer file).') from None
     return dict(embed_dims=int(embed_dims), depths=depths,
                 num_heads=tuple(int(h) for h in num_heads),
+                mlp_ratio=float(mlp_ratio),
                 acl=any('.ex_conv.' in k for k in backbone))
 
 
@@ -234,6 +237,6 @@ def convert_checkpoint(ckpt: dict, backbone_only: bool = False,
     report = dict(
         source_format=fmt,
         arch=name or {k: arch[k] for k in ('embed_dims', 'depths',
-                                          'num_heads', 'acl')},
+                                          'num_heads', 'mlp_ratio', 'acl')},
         buffers_checked_and_dropped=len(buffers), **counts)
     return state_dict, report

@@ -1,5 +1,6 @@
 """DINO's self-distillation loss with a centred, sharpened teacher."""
-from typing import Dict, Sequence, Tuple
+import contextlib
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,12 @@ class DINOLoss(nn.Module):
     ``np.linspace``), then stays. Softmaxes, logs and the centre run in
     float32, outside autocast.
 
+    Under gradient accumulation the centre moves once per optimizer step,
+    by the mean teacher output of all its micro-batches, as it would with
+    one large batch: ``xcit_mm.DINO.train_step`` runs the forward passes
+    inside :meth:`accumulate_center` and calls :meth:`update_center` on the
+    iterations that step.
+
     Args:
         out_channels (int): Number of prototypes (the head's output).
             Defaults to 65536.
@@ -63,6 +70,20 @@ class DINOLoss(nn.Module):
         self.warmup_teacher_temp_epochs = warmup_teacher_temp_epochs
         self.center_momentum = center_momentum
         self.register_buffer('center', torch.zeros(1, out_channels))
+        # teacher outputs awaiting a centre update: [sum (1, K), count]
+        self._pending: Optional[list] = None
+        self._collecting = False
+
+    @contextlib.contextmanager
+    def accumulate_center(self) -> Iterator[None]:
+        """Within the block, :meth:`forward` adds the teacher outputs to a
+        pending sum instead of moving the centre; :meth:`update_center`
+        without an argument then moves it once, by their mean."""
+        self._collecting = True
+        try:
+            yield
+        finally:
+            self._collecting = False
 
     def teacher_temp_at(self, epoch: int) -> float:
         """The teacher temperature of a (0-based) epoch."""
@@ -128,14 +149,36 @@ class DINOLoss(nn.Module):
                     kl_div=loss.detach() - entropy,
                     center_norm=self.center.norm(),
                     teacher_temp=teacher.new_tensor(temp))
-                self.update_center(teacher)
+                if self._collecting:
+                    self._collect(teacher)
+                else:
+                    self.update_center(teacher)
         return loss, stats
 
     @torch.no_grad()
-    def update_center(self, teacher: torch.Tensor) -> None:
-        """EMA of the teacher's batch mean over all processes."""
-        batch_center = teacher.float().sum(dim=0, keepdim=True)
-        all_reduce(batch_center)  # sum; a no-op without distribution
-        batch_center = batch_center / (len(teacher) * get_world_size())
+    def _collect(self, teacher: torch.Tensor) -> None:
+        batch_sum = teacher.float().sum(dim=0, keepdim=True)
+        if self._pending is None:
+            self._pending = [batch_sum, len(teacher)]
+        else:
+            self._pending[0] += batch_sum
+            self._pending[1] += len(teacher)
+
+    @torch.no_grad()
+    def update_center(self, teacher: Optional[torch.Tensor] = None) -> None:
+        """EMA of the teacher's mean output over all processes: of the
+        (N, K) outputs ``teacher``, or without it of those collected under
+        :meth:`accumulate_center` since the last update (none: no
+        change)."""
+        if teacher is None:
+            if self._pending is None:
+                return
+            batch_sum, count = self._pending
+            self._pending = None
+        else:
+            batch_sum = teacher.float().sum(dim=0, keepdim=True)
+            count = len(teacher)
+        all_reduce(batch_sum)  # sum; a no-op without distribution
+        batch_center = batch_sum / (count * get_world_size())
         self.center.mul_(self.center_momentum).add_(
             batch_center, alpha=1 - self.center_momentum)

@@ -220,7 +220,7 @@ class DINO(BaseSelfSupervisor):
 
         1. forward and loss: the teacher on the global views, the student
            on all views, :class:`DINOLoss` at this epoch's teacher
-           temperature (which also moves its centre);
+           temperature (its teacher outputs are kept for the centre);
         2. backward, through ``optim_wrapper`` (the loss divided for
            gradient accumulation, scaled under AMP).
 
@@ -228,7 +228,10 @@ class DINO(BaseSelfSupervisor):
         (``optim_wrapper.should_update()``; every iteration without
         gradient accumulation):
 
-        3. AMP: unscale the gradients (``AmpOptimWrapper``'s loss scaler);
+        3. the loss's centre moves by the mean teacher output of the
+           iterations since the last update (one large batch's mean under
+           gradient accumulation); AMP: unscale the gradients
+           (``AmpOptimWrapper``'s loss scaler);
         4. clip the student's gradients to ``clip_grad``;
         5. during the first ``freeze_last_layer`` epochs, drop the
            gradients of the head's ``last_layer``, so the optimizer (AdamW
@@ -264,7 +267,8 @@ class DINO(BaseSelfSupervisor):
                 'clip_mode); remove optim_wrapper.clip_grad.')
         forward_module = forward_module or self
         # 1. forward and loss
-        with optim_wrapper.optim_context(forward_module):
+        with optim_wrapper.optim_context(forward_module), \
+                self.dino_loss.accumulate_center():
             data = self.data_preprocessor(data, True)
             losses = run_forward(forward_module, data, mode='loss')
         loss, log_vars = self.parse_losses(losses)
@@ -272,7 +276,8 @@ class DINO(BaseSelfSupervisor):
         optim_wrapper.backward(optim_wrapper.scale_loss(loss))
         if not optim_wrapper.should_update():
             return log_vars  # accumulating gradients
-        # 3. unscale
+        # 3. centre update; unscale
+        self.dino_loss.update_center()
         if isinstance(optim_wrapper, AmpOptimWrapper):
             optim_wrapper.loss_scaler.unscale_(optim_wrapper.optimizer)
         # 4. clip

@@ -23,14 +23,19 @@ class NonFiniteLossHook(Hook):
     - ``interval=1`` (and always with ``action='skip'``): the loss is
       checked after the forward pass and *before* the backward pass and the
       optimizer step, so a bad iteration never reaches the weights. This
-      costs a host-device synchronisation and, in multi-process training,
-      an all-reduce per iteration, and breaks a ``torch.compile``-d
+      costs, in multi-process training, an all-reduce per iteration, a
+      host-device synchronisation in the middle of the step (before the
+      backward pass is queued), and breaks a ``torch.compile``-d
       ``train_step`` into pieces;
     - ``interval=N > 1`` (the default, 50): after each iteration a flag
-      and the first bad iteration are accumulated *on the device* (no
-      synchronisation, nothing inside ``train_step``); they are read and
-      all-reduced every N iterations and at the end of training, and read
-      before every checkpoint is written (with the weights' check). A
+      and the first bad iteration are accumulated *on the device*; they
+      are read and all-reduced every N iterations and at the end of
+      training, and read before every checkpoint is written (with the
+      weights' check). This adds nothing inside ``train_step`` and no
+      collective per iteration. It does not spare the host-device
+      synchronisation of each iteration: mmengine's ``RuntimeInfoHook``
+      already reads every logged value of the step to the host
+      (``message_hub.update_scalar`` calls ``.item()``), after the step. A
       non-finite loss then stops training at the latest N iterations
       later, and always before a checkpoint: the checkpoints on disk stay
       finite (the weights in memory may not be).
