@@ -16,13 +16,15 @@ from mmengine.registry import (
     OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
 )
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
+from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
 __all__ = [
     'MODELS', 'MODEL_WRAPPERS', 'HOOKS', 'DATASETS', 'LOOPS', 'TRANSFORMS',
-    'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'RUNNERS'
+    'OPTIM_WRAPPERS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS',
+    'RUNNERS'
 ]
 
 #: Backbones, necks, heads, classifiers and losses.
@@ -59,6 +61,10 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='xcit_mm',
     locations=['xcit_mm.engine'])
+#: Parameter schedulers (the linear warm-up that may start at 0).
+PARAM_SCHEDULERS = Registry(
+    'parameter scheduler', parent=MMENGINE_PARAM_SCHEDULERS,
+    scope='xcit_mm', locations=['xcit_mm.engine'])
 #: Runners (``runner_type='xcit_mm.Runner'``: the runtime's safe checkpoint
 #: loading, atomic saves and CPU launch, for the run it builds).
 RUNNERS = Registry(

@@ -7,8 +7,8 @@ model = dict(
     head=dict(in_channels=512))
 optim_wrapper = dict(optimizer=dict(lr=1e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0,
-         end=10, convert_to_iter_based=True),
+    dict(type='xcit_mm.LinearWarmupLR', start_factor=0., by_epoch=True,
+         begin=0, end=10, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True, begin=10,
          end=300, convert_to_iter_based=True),
     dict(type='CosineAnnealingParamScheduler', param_name='weight_decay',

@@ -47,7 +47,7 @@ def write_golden(path, params, inputs, outputs, meta):
     def arr(t):
         if hasattr(t, 'detach'):
             t = t.detach().cpu().numpy()
-        return np.ascontiguousarray(t)
+        return np.array(t, order='C')  # (ascontiguousarray makes 0-d 1-d)
 
     data = {f'param.{k}': arr(v) for k, v in params.items()}
     data.update({f'input.{k}': arr(v) for k, v in inputs.items()})

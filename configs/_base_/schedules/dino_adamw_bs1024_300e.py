@@ -1,7 +1,7 @@
 # DINO's optimisation for XCiT at a total batch of 1024, 300 epochs:
-# AdamW; lr warmed up linearly over 10 epochs, then a cosine to 1e-6; weight
-# decay following a cosine from 0.04 to 0.4; no decay on biases and 1-D
-# parameters (norms, layer-scale gammas). The rest of DINO's step (per-
+# AdamW; lr warmed up linearly from 0 over 10 epochs, then a cosine to
+# 1e-6; weight decay following a cosine from 0.04 to 0.4; no decay on biases
+# and 1-D parameters (norms, layer-scale gammas). The rest of DINO's step (per-
 # parameter gradient clipping at 3.0, the last head layer frozen for the
 # first epoch, the teacher moved after every step with a momentum cosine
 # from 0.996 to 1) is xcit_mm.DINO.train_step, set by the model's
@@ -24,9 +24,10 @@ optim_wrapper = dict(
         custom_keys={'.gamma': dict(decay_mult=0.0)}),
 )
 param_scheduler = [
-    # DINO starts the warm-up at 0; LinearLR needs a positive factor
-    dict(type='LinearLR', start_factor=1e-6, by_epoch=True, begin=0,
-         end=warmup_epochs, convert_to_iter_based=True),
+    # DINO's warm-up, np.linspace(0, lr, warm-up iterations): mmengine's
+    # LinearLR cannot start at 0, xcit_mm.LinearWarmupLR can
+    dict(type='xcit_mm.LinearWarmupLR', start_factor=0., by_epoch=True,
+         begin=0, end=warmup_epochs, convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', eta_min=1e-6, by_epoch=True,
          begin=warmup_epochs, end=max_epochs, convert_to_iter_based=True),
     # decayed groups 0.04 -> 0.4; groups without decay stay at 0

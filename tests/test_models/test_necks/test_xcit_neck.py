@@ -33,7 +33,7 @@ def test_strides_and_channels_at_odd_sizes(patch, hw):
     with torch.no_grad():
         feats = backbone(torch.randn(2, 3, H, W))
         outs = neck(feats)
-    # XCiT zero-pads to a multiple of the patch: grid = ceil(side / patch)
+    # the stem's stride-2 convs: grid = ceil(side / patch), no padding
     gh, gw = -(-H // patch), -(-W // patch)
     assert all(f.shape == (2, C, gh, gw) for f in feats)
     assert len(outs) == 4

@@ -37,7 +37,8 @@ class TransformerBackbone(BaseBackbone):
     - frozen stages, re-applied by ``train()``, and ``norm_eval``;
     - ``with_cp``: gradient checkpointing of each block in training;
     - :meth:`_check_input`: the channel and size checks and the zero
-      padding of the input to a multiple of the first stride.
+      padding of the input to a multiple of the family's input step
+      (:meth:`_input_step`; XCiT's is 1: it pads nothing).
 
     Args:
         in_channels (int): Image channels.

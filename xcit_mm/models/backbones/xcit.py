@@ -88,12 +88,17 @@ class XCiT(TransformerBackbone):
     class token then goes through two class-attention blocks and a final
     LayerNorm.
 
-    Inputs of any size work: the positional encoding is computed for each
-    patch grid. A side that is not a multiple of ``patch_size`` is
-    **zero-padded** at the bottom/right up to the next multiple, so the grid
-    is ``ceil(H / patch_size) x ceil(W / patch_size)`` and feature stride is
-    exactly ``patch_size``. An input smaller than one patch, or with the wrong
-    number of channels, raises a ``ValueError``.
+    Inputs of any size work, exactly as in the official code: the stem's
+    stride-2 3x3 convolutions (padding 1) run on the raw image, nothing is
+    padded beforehand, and the positional encoding is computed for the grid
+    they produce. Each convolution maps a side ``s`` to ``ceil(s / 2)``, so
+    the grid is ``ceil(H / patch_size) x ceil(W / patch_size)`` and token
+    ``(i, j)`` is centred near pixel ``(patch_size * i, patch_size * j)``:
+    the feature stride is ``patch_size``. At a side that is not a multiple
+    of ``patch_size`` the last row / column of tokens sees the image border
+    through the convolutions' own zero padding (the official behaviour; the
+    values differ from those of a zero-padded image). An input with the
+    wrong number of channels raises a ``ValueError``.
 
     Args:
         arch (str | dict): ``'nano-12'``, ``'tiny-12'``, ``'tiny-24'``,
@@ -241,8 +246,9 @@ class XCiT(TransformerBackbone):
 
     # --------------------------------------------------------------- forward
     def _input_step(self) -> Tuple[int, str, str]:
-        p = self.patch_size
-        return p, f'one {p}x{p} patch', ' or use patch_size=8' * (p > 8)
+        # 1: no padding and no minimum size; the official stem runs on the
+        # raw image (see the class docstring)
+        return 1, 'one pixel', ''
 
     def _run(self, block: nn.Module, *args):
         if (isinstance(block, XCABlock) and self.with_cp and self.training

@@ -1,0 +1,3 @@
+from .linear_warmup import LinearWarmupLR
+
+__all__ = ['LinearWarmupLR']
