@@ -154,7 +154,7 @@ def test_killed_rank_restarts_and_resumes_exactly(runs):
     assert rc['full'] == 0, runs['logs']['full'][-3000:]
     assert rc['elastic'] == 0, log[-3000:]
     assert osp.exists(runs['root'] / 'killed1')  # rank 1 was killed once
-    assert log.count(RESTARTED) == 2
+    assert log.count(RESTARTED) == 1  # rank 0 logs
     assert ('Resumed in the middle of epoch 2: skipped its first 1 '
             'batches') in log  # rank 0 logs for both
     _same_weights(runs, 'elastic')
@@ -165,9 +165,9 @@ def test_two_nodes_restart_and_resume_exactly(runs):
     for node in (0, 1):
         assert rc[f'node{node}'] == 0, logs[f'node{node}'][-3000:]
     assert osp.exists(runs['root'] / 'killed2')
-    # each agent restarted its process
-    assert logs['node0'].count(RESTARTED) == logs['node1'].count(
-        RESTARTED) == 1
+    # node 0's agent restarted its process (which logs for both); the
+    # restarted world of 2 could not form unless node 1's did too
+    assert logs['node0'].count(RESTARTED) == 1
     assert 'Resuming from' in logs['node0'] and 'iter_3.pth' in logs['node0']
     _same_weights(runs, 'nodes')
 
@@ -187,7 +187,7 @@ def test_preempted_run_saves_requeues_and_loses_nothing(runs):
     assert (root / 'scontrol.txt').read_text() == 'requeue 4242\n'
     # the requeued job resumed by itself and ran iterations 6.. only
     assert rc['requeued'] == 0, log[-3000:]
-    assert 'Restarted by Slurm (requeued) (restart 1): resuming.' in log
+    assert 'Restarted by Slurm (requeue 1): resuming.' in log
     assert 'Resuming from' in log and 'iter_5.pth' in log
     order = _order(root / 'preempt.txt')
     assert sorted(order) == list(range(1, ITERS + 1))

@@ -19,7 +19,7 @@ from xcit_mm.runtime import mmengine_private as private
 
 
 def test_the_list_is_complete():
-    assert len(private.PRIVATE_NAMES) == 11
+    assert len(private.PRIVATE_NAMES) == 12
 
 
 def test_checkpoint_loader_table_round_trip():
@@ -66,6 +66,15 @@ def test_checkpoint_hook_saves_through_the_overridden_method():
     sig = inspect.signature(getattr(CheckpointHook,
                                     private.CHECKPOINT_HOOK_SAVE))
     assert list(sig.parameters) == ['self', 'runner', 'step', 'meta']
+
+
+def test_load_or_resume_reads_the_resume_point():
+    from mmengine.runner import Runner
+    src = inspect.getsource(Runner.load_or_resume)
+    assert 'self._resume' in src and 'self._load_from' in src
+    runner = object.__new__(Runner)
+    private.set_resume_point(runner, True, 'x.pth')
+    assert (runner._resume, runner._load_from) == (True, 'x.pth')
 
 
 def test_history_buffer_statistics():

@@ -19,6 +19,7 @@ from xcit_mm.runtime.loops import (
     contiguous_batches,
     train_loader_layout,
 )
+from xcit_mm.runtime.mmengine_private import set_resume_point
 
 
 @RUNNERS.register_module()
@@ -66,25 +67,30 @@ class Runner(MMEngineRunner):
     """
 
     def __init__(self, *args, **kwargs) -> None:
+        self._start_from = kwargs.get('load_from')
         kwargs['resume'], kwargs['load_from'] = self._resume_point(
             kwargs.get('work_dir'), kwargs.get('resume', False),
-            kwargs.get('load_from'), kwargs.get('train_cfg') is not None)
+            kwargs.get('load_from'))
         #: Whether this run resumes (public: what mmengine keeps private).
         self.resuming = bool(kwargs['resume'])
         super().__init__(*args, **kwargs)
 
     @staticmethod
-    def _resume_point(work_dir, resume, load_from, training=True):
+    def restarted() -> Optional[str]:
+        """What restarted this process: ``'torchrun (restart N)'`` when
+        ``TORCHELASTIC_RESTART_COUNT`` > 0, ``'Slurm (requeued N times)'``
+        when ``SLURM_RESTART_COUNT`` > 0, else None."""
+        for var, by in (('TORCHELASTIC_RESTART_COUNT', 'torchrun (restart '),
+                        ('SLURM_RESTART_COUNT', 'Slurm (requeue ')):
+            count = int(os.environ.get(var, 0) or 0)
+            if count:
+                return f'{by}{count})'
+        return None
+
+    @staticmethod
+    def _resume_point(work_dir, resume, load_from):
         """``(resume, load_from)`` for mmengine: the newest complete
-        checkpoint of the work dir where one is asked for, or where a
-        training process was restarted (torchrun) or requeued (Slurm)."""
-        for var, by in (('TORCHELASTIC_RESTART_COUNT', 'torchrun'),
-                        ('SLURM_RESTART_COUNT', 'Slurm (requeued)')):
-            restarted = int(os.environ.get(var, 0) or 0)
-            if restarted and training and not resume:
-                print_log(f'Restarted by {by} (restart {restarted}): '
-                          'resuming.', logger='current')
-                resume = 'auto'
+        checkpoint of the work dir where one is asked for."""
         if resume == 'auto' or (resume and load_from is None):
             found = find_resume_checkpoint(work_dir) if work_dir else None
             if found is not None:
@@ -161,6 +167,17 @@ class Runner(MMEngineRunner):
             self.phase = None
 
     def train(self) -> nn.Module:
+        """mmengine's ``train()``; a training process that torchrun
+        restarted or Slurm requeued resumes from the newest complete
+        checkpoint of the work dir (as ``resume='auto'``). ``val()`` and
+        ``test()`` load what they are given."""
+        by = self.restarted()
+        if by and not self.resuming:
+            print_log(f'Restarted by {by}: resuming.', logger='current')
+            resume, load_from = self._resume_point(self.work_dir, 'auto',
+                                                   self._start_from)
+            set_resume_point(self, resume, load_from)
+            self.resuming = resume
         with self._running('train'):
             return super().train()
 
