@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Set up the tested xcit_mm stack in a virtual environment.
 #
-#   bash tools/install.sh [--light] [VENV_DIR]   (default VENV_DIR: .venv in the repo root)
+#   bash tools/install.sh [--light] [--dry-run] [VENV_DIR]
+#       (options in any order; default VENV_DIR: .venv in the repo root;
+#       --dry-run prints the plan -- venv, light or full, torch and where
+#       it comes from -- and installs nothing)
 #
 # Full (the default): torch 2.14.1 + torchvision 0.29.1, mmcv 2.1.0 *with
 # its compiled ops*, the pins of requirements/tested.txt and xcit_mm itself
@@ -30,24 +33,69 @@
 # torch >= 2.14's headers require C++20 but mmcv 2.1.0's setup.py forces
 # -std=c++17, so the flag is changed to -std=c++20.
 #
+# torch on a machine without an NVIDIA GPU (no nvidia-smi): PyPI's Linux
+# torch is the CUDA build, which pulls ~4 GB of CUDA libraries (a 6 GB
+# venv). Without nvidia-smi the script takes torch from PyTorch's CPU wheel
+# index ($CPU_INDEX below) when that index answers, else from the default
+# index, and says which and why. XCIT_TORCH_INDEX=URL picks the index
+# yourself (XCIT_TORCH_INDEX= , empty: the default index, no probe). The
+# index is added to pip's (--extra-index-url): torch==2.14.1+cpu ranks above
+# 2.14.1, and torch's dependencies still come from the default index.
+#
 # Environment: PYTHON (interpreter for the venv, default python3),
-# XCIT_TORCH (pip spec for torch, default the tested pins), MAX_JOBS.
+# XCIT_TORCH (pip spec for torch, default the tested pins),
+# XCIT_TORCH_INDEX (see above), XCIT_TORCH_CPU_INDEX (a mirror of the CPU
+# wheel index, probed in its place), MAX_JOBS.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+USAGE="usage: bash tools/install.sh [--light] [--dry-run] [VENV_DIR]"
 LIGHT=0
-if [ "${1:-}" = "--light" ]; then LIGHT=1; shift; fi
-case "${1:-}" in
-  -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
-  -*) echo "install.sh: unknown option $1 (usage: bash tools/install.sh [--light] [VENV_DIR])" >&2; exit 2 ;;
-esac
-VENV=${1:-$ROOT/.venv}
+DRY_RUN=0
+VENV=
+for arg in "$@"; do
+  case "$arg" in
+    --light) LIGHT=1 ;;
+    --dry-run) DRY_RUN=1 ;;
+    -h|--help) sed -n '2,40p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -*) echo "install.sh: unknown option $arg ($USAGE)" >&2; exit 2 ;;
+    *)
+      if [ -n "$VENV" ]; then
+        echo "install.sh: one VENV_DIR only, got $VENV and $arg ($USAGE)" >&2
+        exit 2
+      fi
+      VENV=$arg ;;
+  esac
+done
+VENV=${VENV:-$ROOT/.venv}
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC=${XCIT_TORCH:-"torch==2.14.1 torchvision==0.29.1"}
 MMCV_VERSION=2.1.0
 CACHE_ROOT=${XDG_CACHE_HOME:-$HOME/.cache}/xcit_mm/wheels
+CPU_INDEX=${XCIT_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 
 log() { echo "[install] $*"; }
+
+# Where torch comes from: TORCH_INDEX (empty: pip's default index) and why.
+if [ -n "${XCIT_TORCH_INDEX+set}" ]; then
+  TORCH_INDEX=$XCIT_TORCH_INDEX
+  WHY="XCIT_TORCH_INDEX"
+elif command -v nvidia-smi >/dev/null 2>&1; then
+  TORCH_INDEX=
+  WHY="nvidia-smi found: the CUDA build"
+elif "$PYTHON" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=10)" \
+    "$CPU_INDEX" >/dev/null 2>&1; then
+  TORCH_INDEX=$CPU_INDEX
+  WHY="no nvidia-smi: the CPU build"
+else
+  TORCH_INDEX=
+  WHY="no nvidia-smi, but $CPU_INDEX cannot be reached: the default index's torch (on Linux the CUDA build, ~6 GB)"
+fi
+TORCH_FROM=${TORCH_INDEX:-the default index}
+log "plan: $([ "$LIGHT" = 1 ] && echo light || echo full) install into $VENV; $TORCH_SPEC from $TORCH_FROM ($WHY)"
+if [ "$DRY_RUN" = 1 ]; then
+  exit 0
+fi
 
 if [ ! -x "$VENV/bin/python" ]; then
   log "creating virtual environment $VENV"
@@ -66,9 +114,13 @@ if [ "$LIGHT" = 1 ]; then
 else
   "${PIP[@]}" install "$SETUPTOOLS" wheel ninja
 fi
-log "torch: $TORCH_SPEC"
+log "torch: $TORCH_SPEC from $TORCH_FROM"
+TORCH_ARGS=()
+# an extra index: its torch==X+cpu ranks above the default index's X (a
+# local version label), and the rest still comes from the default index
+[ -n "$TORCH_INDEX" ] && TORCH_ARGS=(--extra-index-url "$TORCH_INDEX")
 # shellcheck disable=SC2086
-"${PIP[@]}" install "$SETUPTOOLS" $TORCH_SPEC
+"${PIP[@]}" install "${TORCH_ARGS[@]}" "$SETUPTOOLS" $TORCH_SPEC
 
 # mmcv wheel cache: one folder per torch + CUDA + Python (a shared home
 # must not hand a wheel built for another torch, or without CUDA ops on a
@@ -151,7 +203,7 @@ log "xcit_mm (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 if [ "$LIGHT" = 1 ] && ! have_mmcv_ops; then
   "$PY" -c "import xcit_mm, mmpretrain, timm; print('[install] ok (light: classification and tools/demo.py): xcit_mm', xcit_mm.__version__, 'in', '$VENV')"
-  log "for the tests, detection and segmentation run: bash tools/install.sh${1:+ $1}"
+  log "for the tests, detection and segmentation run: bash tools/install.sh $VENV"
 else
   have_mmcv_ops || { echo "mmcv.ops does not import after install" >&2; exit 1; }
   "$PY" -c "import xcit_mm, mmpretrain, mmdet, mmseg, timm; print('[install] ok: xcit_mm', xcit_mm.__version__, 'in', '$VENV')"

@@ -12,6 +12,7 @@ from mmengine.runner import (
     CheckpointLoader,
     EpochBasedTrainLoop,
     IterBasedTrainLoop,
+    Runner,
 )
 from torch.utils.data import DataLoader
 
@@ -19,7 +20,7 @@ from xcit_mm.runtime import mmengine_private as private
 
 
 def test_the_list_is_complete():
-    assert len(private.PRIVATE_NAMES) == 12
+    assert len(private.PRIVATE_NAMES) == 13
 
 
 def test_checkpoint_loader_table_round_trip():
@@ -120,3 +121,17 @@ def test_dataloader_attribute_guard():
     private.set_dataloader_attr(loader, 'batch_sampler', sampler)
     assert loader.batch_sampler is sampler
     assert torch.utils.data.DataLoader.__setattr__ is not object.__setattr__
+
+
+def test_train_loop_is_built_on_first_access():
+    # Runner.iter / epoch read train_loop, which builds the loop from the
+    # config kept in _train_loop: what train_loop_built looks at
+    for prop in (Runner.iter, Runner.epoch):
+        assert 'self.train_loop' in inspect.getsource(prop.fget)
+    src = inspect.getsource(Runner.train_loop.fget)
+    assert 'self._train_loop = self.build_train_loop(self._train_loop)' \
+        in src
+    runner = object.__new__(Runner)
+    for loop, built in ((None, True), (dict(by_epoch=True), False)):
+        runner._train_loop = loop
+        assert private.train_loop_built(runner) is built

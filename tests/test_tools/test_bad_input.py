@@ -307,3 +307,26 @@ def test_command_line_prints_no_traceback(tmp_path, data):
     assert 'Traceback' not in proc.stderr
     assert "train.py: error: Unknown type 'XCiTT'" in proc.stderr
     assert "'xcit_mm.XCiT'" in proc.stderr
+
+
+def test_launcher_without_its_launcher(tmp_path, data, capsys,
+                                       monkeypatch):
+    """``--launcher pytorch`` typed by hand (no torchrun): one paragraph
+    naming dist_train.sh / torchrun, from every tool with --launcher."""
+    for name in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT',
+                 'SLURM_PROCID'):
+        monkeypatch.delenv(name, raising=False)
+    cfg = _config(tmp_path, data)
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save({}, str(ckpt))
+    how = ('must be started by its launcher, which sets RANK, WORLD_SIZE, '
+           'MASTER_ADDR, MASTER_PORT', '`bash tools/dist_train.sh CONFIG '
+           'NUM_PROCS`', '`torchrun --nproc-per-node NUM_PROCS')
+    _fails(capsys, TRAIN, _train(tmp_path, cfg, '--launcher', 'pytorch'),
+           '--launcher pytorch runs one process', *how)
+    _fails(capsys, TEST, [cfg, str(ckpt), '--launcher', 'pytorch'], *how)
+    knn = load_tool('tools/analysis_tools/knn_eval.py')
+    _fails(capsys, knn, [f'{REPO}/configs/dino/dino_xcit-digits_demo.py',
+                         '--random-init', '--launcher', 'pytorch'], *how)
+    _fails(capsys, TRAIN, _train(tmp_path, cfg, '--launcher', 'slurm'),
+           'sets SLURM_PROCID', 'tools/slurm_train.sh')

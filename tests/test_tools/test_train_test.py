@@ -1,15 +1,22 @@
 """tools/train.py then tools/test.py, as subprocesses, on tiny generated
-data: the demo config and a distillation config with a tiny teacher."""
+data: the demo config and a distillation config with a tiny teacher; and
+tools/test.py --show-dir on a segmentation config where only the
+validation split exists."""
+import glob
 import os.path as osp
 import pickle
+import shutil
 
 import torch
 
 from tests.utils import (
     REPO,
     explain,
+    load_tool,
+    make_ade,
     make_split_folders,
     run_tool,
+    tiny_dense_config,
     tiny_teacher_cfg,
 )
 from xcit_mm.runtime import safe_load
@@ -118,3 +125,34 @@ def test_distillation_run_with_tiny_teacher(tmp_path):
                      'model.teacher_ckpt=None'])
     assert proc.returncode == 0, explain(proc)
     assert 'accuracy/top1' in proc.stdout + proc.stderr
+
+
+def test_segmentation_show_dir_without_the_training_split(tmp_path):
+    """mmseg's visualisation hook reads runner.iter; mmengine answers by
+    building the training loop and its data set: the test must neither
+    need nor read the training split."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+    ade = make_ade(str(tmp_path / 'ADEChallengeData2016'))
+    for sub in ('images', 'annotations'):
+        shutil.rmtree(osp.join(ade, sub, 'training'))
+    cfg = tiny_dense_config(
+        osp.join(REPO, 'configs/sem_fpn/'
+                 'fpn_xcit-s12-p16_8xb2-80k_ade20k-512x512.py'),
+        data_root=ade)
+    config = str(tmp_path / 'sem_fpn_tiny.py')
+    cfg.dump(config)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'iter_2.pth')
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict(),
+                    meta=dict(iter=2)), ckpt)
+    show = str(tmp_path / 'show')
+    # in-process (the command line's code path; a subprocess would import
+    # mmseg a second time)
+    metrics = load_tool('tools/test.py').main(
+        [config, ckpt, '--work-dir', str(tmp_path / 'test'), '--show-dir',
+         show])
+    assert set(metrics) == {'aAcc', 'mIoU', 'mAcc'}
+    drawn = glob.glob(f'{show}/**/*.png', recursive=True)
+    assert len(drawn) == 2, drawn  # the 2 validation images

@@ -271,3 +271,19 @@ def test_a_converted_file_converts_to_itself(setups):
     assert report['source_format'] == 'xcit_mm'
     assert list(again) == list(own)
     assert all(again[k] is own[k] for k in own)
+
+
+@pytest.mark.parametrize('folder', ['mask_rcnn', 'upernet', 'sem_fpn'])
+def test_readme_conversion_commands_as_tested(folder):
+    """Each README shows the conversion that the tests above run (a real
+    config, the tool's --config) and says nowhere that it is not there."""
+    text = open(osp.join(REPO, 'configs', folder, 'README.md')).read()
+    commands = re.findall(
+        r'xcit2mm\.py (\S+) \\\s+(\S+) \\\s+--config (\S+)', text)
+    assert commands, 'no xcit2mm.py ... --config command'
+    for src, dst, config in commands:
+        official = dict(mask_rcnn='maskrcnn').get(folder, folder)
+        assert osp.basename(src).startswith(f'{official}_xcit_'), src
+        assert osp.isfile(osp.join(REPO, config)), config
+    flat = ' '.join(text.split())
+    assert 'is not provided' not in flat and 'not supported' not in flat

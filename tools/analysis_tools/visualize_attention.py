@@ -1,15 +1,18 @@
 """Draw XCiT's attention maps for one image.
 
     python tools/analysis_tools/visualize_attention.py CONFIG CHECKPOINT IMAGE
-        --out-dir DIR [--layers 0 -1] [--img-size 224] [--alpha 0.5]
-        [--checkpoint-key teacher] [--cfg-options k=v ...]
+        --out-dir DIR [--layers 0 -1] [--img-size N] [--alpha 0.5]
+        [--checkpoint-key student] [--cfg-options k=v ...]
 
 CONFIG gives the architecture (any classification, detection or segmentation
 config with an XCiT backbone) and the input normalisation. CHECKPOINT is any
 XCiT checkpoint: an xcit_mm classifier, detector or segmentor, a file from
 ``tools/model_converters/xcit2mm.py`` (with or without ``--backbone-only``),
 or an official, timm or DINO file read directly (converted on the fly). The
-image's short side is resized to ``--img-size`` and cropped to whole patches;
+image's short side is resized to ``--img-size`` (default: the short side of
+the config's own input size, :func:`xcit_mm.utils.flops.config_input_shape`:
+the test crop of a classification config, the global crop of a DINO
+config, 32 px for the digits demos) and cropped to whole patches;
 a 1-channel XCiT (``in_channels=1``, e.g. the digits demo) gets the image's
 luma, as ``color_type='grayscale'`` loading gives it.
 
@@ -27,7 +30,10 @@ Writes to DIR:
 
 Checkpoints without class-attention weights (dense or ``--backbone-only``)
 give the XCA maps only, and the tool says so. DINO backbones keep their
-class-attention blocks, so they give both, without a head.
+class-attention blocks, so they give both, without a head. Of a DINO
+training checkpoint (official, or ``epoch_N.pth`` of an xcit_mm DINO run)
+the teacher is drawn, as DINO evaluates it (``--checkpoint-key student``
+for the student), and the tool says which.
 
 CrossFormer is not supported: it has neither a class token nor channel
 attention, and its attention weights live inside groups (SDA / LDA), so
@@ -45,6 +51,8 @@ import numpy as np
 
 from xcit_mm.cli import add_config_args, load_config, run_cli
 from xcit_mm.utils.errors import ConfigError
+from xcit_mm.utils.flops import config_input_shape
+from xcit_mm.utils.state_dict import dino_choice
 from xcit_mm.visualization.attention import (
     build_xcit_from_checkpoint,
     compute_attention,
@@ -71,15 +79,18 @@ def parse_args(argv=None):
                         help='XCA blocks whose channel attention to draw; '
                         'negative counts from the end (default: -1, the '
                         'last block; none: --layers with no value)')
-    parser.add_argument('--img-size', type=int, default=224,
+    parser.add_argument('--img-size', type=int, default=None,
                         help='short side of the image fed to the model '
-                        '(default 224)')
+                        "(default: the config's own input size, e.g. 224 "
+                        'for ImageNet, 32 for the digits demos)')
     parser.add_argument('--alpha', type=float, default=0.5,
                         help='opacity of the heat map over the image')
     parser.add_argument('--checkpoint-key', default=None,
                         help='wrapper entry of the checkpoint to read, e.g. '
-                        'teacher for a DINO training checkpoint (default: '
-                        'state_dict, model, model_ema or the raw dict)')
+                        'student for the student of a DINO training '
+                        'checkpoint (default: state_dict, model, model_ema '
+                        'or the raw dict; the teacher of a DINO training '
+                        'checkpoint)')
     return parser.parse_args(argv)
 
 
@@ -106,7 +117,8 @@ def visualize(args) -> int:
     model, info = build_xcit_from_checkpoint(cfg, args.checkpoint,
                                              args.checkpoint_key)
     layers = resolve_layers(args.layers, model.depth)
-    img = load_image(args.image, args.img_size, model.patch_size)
+    img_size = args.img_size or min(config_input_shape(cfg)[1:])
+    img = load_image(args.image, img_size, model.patch_size)
     mean, std = normalization_from_cfg(cfg)
     attn = compute_attention(
         model, to_input(img, mean, std, model.in_channels), layers)
@@ -115,6 +127,9 @@ def visualize(args) -> int:
           f'{"yes" if info["class_attention"] else "no"}, head: '
           + (f'{info["num_classes"]} classes'
              if info['num_classes'] else 'none'))
+    note = dino_choice(info['format'], '--checkpoint-key')
+    if note:
+        print(note)
     print(f'input {img.shape[1]}x{img.shape[0]} -> {Wp}x{Hp} patches of '
           f'{model.patch_size} px, {model.num_heads} heads')
 

@@ -68,6 +68,17 @@ def same_version(installed: str, pinned: str) -> bool:
     return installed.split('+')[0] == pinned.split('+')[0]
 
 
+def installed_mmcv() -> Tuple[Optional[str], Optional[str]]:
+    """(distribution, version) of mmcv: ``'mmcv'`` (with compiled ops when
+    they load), ``'mmcv-lite'`` (the light install: pure Python, no ops),
+    or (None, None). Both install the ``mmcv`` package."""
+    for dist in ('mmcv', 'mmcv-lite'):
+        version = installed_version(dist)
+        if version is not None:
+            return dist, version
+    return None, None
+
+
 def mmcv_ops_status() -> str:
     try:
         from mmcv.ops import get_compiler_version, get_compiling_cuda_version
@@ -100,6 +111,12 @@ def collect() -> List[Tuple[str, str]]:
                         ('MMSegmentation', 'mmsegmentation'),
                         ('timm', 'timm'), ('numpy', 'numpy'),
                         ('OpenCV', 'opencv-python')):
+        if dist == 'mmcv':
+            mmcv, version = installed_mmcv()
+            if mmcv == 'mmcv-lite':
+                lines.append((label, f'{version} (mmcv-lite, the light '
+                              'install: no compiled ops)'))
+                continue
         lines.append((label, installed_version(dist) or 'NOT INSTALLED'))
         if dist == 'mmcv' and installed_version('mmcv'):
             lines.append(('MMCV ops', mmcv_ops_status()))
@@ -149,8 +166,14 @@ def main(argv=None) -> int:
               'tool from a checkout or an installed xcit_mm.')
         return 0
     core, other = compare(pins)
-    ops = mmcv_ops_status() if installed_version('mmcv') else ''
-    if 'do NOT load' in ops or not installed_version('mmcv'):
+    mmcv, version = installed_mmcv()
+    ops = mmcv_ops_status() if mmcv == 'mmcv' else ''
+    if mmcv == 'mmcv-lite':
+        core = [m for m in core if not m.startswith('mmcv ')]
+        core.append(f'mmcv-lite {version} in place of mmcv {pins["mmcv"]} '
+                    'with compiled ops (the light install: classification '
+                    'and the demo run; mmdet and mmseg need the ops)')
+    elif 'do NOT load' in ops or mmcv is None:
         core.append('mmcv has no compiled ops (mmdet and mmseg need them; '
                     'mmcv-lite is not enough): see tools/install.sh')
     if core:

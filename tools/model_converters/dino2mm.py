@@ -8,7 +8,9 @@
   README's ``xcit_*_dino.pth``) becomes an xcit_mm backbone
   (``backbone.*``) for the linear-probe, fine-tune, Mask R-CNN and UperNet
   configs (``init_cfg=dict(type='Pretrained', checkpoint=DST,
-  prefix='backbone.')``). No config needed.
+  prefix='backbone.')``). No config needed. A checkpoint of an xcit_mm
+  DINO run (``work_dirs/.../epoch_N.pth``) becomes such a file too: its
+  teacher's backbone.
 - A full training checkpoint (``..._full_checkpoint.pth``) needs the DINO
   ``--config`` of the same model: DST holds the student, the teacher, the
   loss centre, DINO's AdamW moments re-indexed for xcit_mm's optimizer, the
@@ -100,15 +102,20 @@ def convert_full(ckpt: dict, args) -> dict:
                 message_hub=hub.state_dict())
 
 
-def convert(args) -> None:
+def convert(args) -> int:
     from xcit_mm.models.selfsup.dino_convert import convert_dino_backbone
     from xcit_mm.runtime.checkpoint import safe_load
+    from xcit_mm.utils.state_dict import dino_choice
     ckpt = safe_load(args.src)
     if isinstance(ckpt, dict) and 'student' in ckpt:
         out = convert_full(ckpt, args)
     else:
         state_dict, report = convert_dino_backbone(ckpt)
         arch = report['arch']
+        note = dino_choice(report['source_format'],
+                           'tools/model_converters/xcit2mm.py --key')
+        if note:
+            print(note)
         print(f'DINO backbone ({report["source_format"]} keys): arch '
               f'{arch["arch"]}, patch {arch["patch_size"]}; '
               f'{report["converted"]} tensors, missing {report["missing"]}, '
@@ -117,6 +124,7 @@ def convert(args) -> None:
                    meta=dict(converted_from=osp.basename(args.src), **report))
     atomic_torch_save(out, args.dst)
     print(f'saved {args.dst}')
+    return 0
 
 
 def main(argv=None):

@@ -5,7 +5,10 @@
     python tools/model_converters/xcit2mm.py SRC DST --config CONFIG
 
 SRC: an official ``.pth`` (weights under ``model``, ``model_ema`` or
-``state_dict``, or raw), a DINO backbone file, or a timm state dict.
+``state_dict``, or raw), a DINO backbone file, a timm state dict, or a DINO
+training checkpoint (official, or ``epoch_N.pth`` of an xcit_mm DINO run),
+of which the teacher's backbone is converted (``--key student`` for the
+student's; DINO's projection head is never converted).
 DST: a checkpoint that mmengine loads into an xcit_mm classifier
 (``backbone.*`` + ``head.fc.*``), or with ``--backbone-only`` into the
 backbone of a Mask R-CNN / UperNet config (no class token, class attention,
@@ -32,6 +35,7 @@ from xcit_mm.models.backbones.xcit_convert import (
 )
 from xcit_mm.runtime.checkpoint import safe_load
 from xcit_mm.runtime.fileio import atomic_torch_save
+from xcit_mm.utils.state_dict import dino_choice
 
 
 def parse_args(argv=None):
@@ -45,8 +49,10 @@ def parse_args(argv=None):
                       help='SRC is an official Mask R-CNN / UperNet / '
                       'Semantic FPN file: convert it for this config')
     parser.add_argument('--key', default=None,
-                        help='wrapper entry to read, e.g. model_ema '
-                        '(default: state_dict, model, model_ema, module)')
+                        help='wrapper entry to read, e.g. model_ema, or '
+                        'student / teacher for a DINO training checkpoint '
+                        '(default: state_dict, model, model_ema, module; '
+                        'the teacher of a DINO checkpoint)')
     return parser.parse_args(argv)
 
 
@@ -84,6 +90,9 @@ def convert(args) -> int:
     arch = report['arch']
     print(f'source format: {report["source_format"]}; arch: '
           f'{arch["arch"]}, patch {arch["patch_size"]}')
+    note = dino_choice(report['source_format'], '--key')
+    if note:
+        print(note)
     print(f'converted: {report["converted"]} tensors '
           f'({report["backbone_tensors"]} backbone, {report["head_tensors"]} '
           f'head); missing: {report["missing"]}; unexpected: '

@@ -19,6 +19,7 @@ from xcit_mm.cli.amp import select_amp_dtype
 from xcit_mm.cli.config_checks import apply_common_args, check_checkpoint_paths
 from xcit_mm.cli.report import explain_exception, failed_in_dataset
 from xcit_mm.datasets.checks import check_data_paths, diagnose_datasets
+from xcit_mm.runtime.launch import check_launcher_env
 from xcit_mm.utils.errors import ConfigError, MissingFileError
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
@@ -96,6 +97,7 @@ def apply_train_args(cfg: Config, args: Any) -> List[str]:
     """Set what the training options ask for; return the data loader keys
     the run uses (after checking that their data and the checkpoints
     exist)."""
+    check_launcher_env(args.launcher)
     apply_common_args(cfg, args)
     if args.amp:
         apply_amp(cfg)
@@ -163,6 +165,7 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
 
 def apply_test_args(cfg: Config, args: Any) -> List[str]:
     """Set what the test options ask for; return the data loader keys."""
+    check_launcher_env(args.launcher)
     apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):

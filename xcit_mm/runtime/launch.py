@@ -1,7 +1,8 @@
 """Starting the process group where mmengine's launcher cannot: on the CPU
 (gloo) and after a torchrun restart. :class:`xcit_mm.Runner` calls
 :func:`launch` from its ``setup_env``; tools that build no Runner
-(``knn_eval.py``) call :func:`setup_cpu_distributed`."""
+(``knn_eval.py``) call :func:`setup_cpu_distributed`.
+:func:`check_launcher_env` refuses a ``--launcher`` run started by hand."""
 import os
 from typing import Optional
 
@@ -14,6 +15,48 @@ from xcit_mm.utils.errors import ConfigError
 #: Set to 1 to run distributed training / testing on the CPU (gloo) with a
 #: CUDA build of torch.
 CPU_ENV = 'XCIT_MM_CPU'
+
+
+#: What each ``--launcher`` starts its processes with: the environment
+#: variables it sets and how a user starts it.
+LAUNCHER_ENV = {
+    'pytorch': (('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'),
+                'torchrun: `bash tools/dist_train.sh CONFIG NUM_PROCS` '
+                '(`tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS` for '
+                'tools/test.py), or `torchrun --nproc-per-node NUM_PROCS '
+                'tools/... ARGS --launcher pytorch`'),
+    'slurm': (('SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'),
+              'srun: `bash tools/slurm_train.sh PARTITION JOB CONFIG '
+              'WORK_DIR` (tools/slurm_test.sh for tools/test.py)'),
+    'mpi': (('OMPI_COMM_WORLD_RANK', 'OMPI_COMM_WORLD_SIZE',
+             'OMPI_COMM_WORLD_LOCAL_RANK'),
+            'Open MPI\'s `mpirun -np NUM_PROCS python tools/... ARGS '
+            '--launcher mpi`'),
+}
+
+
+def check_launcher_env(launcher: str) -> None:
+    """Refuse a ``--launcher`` run that its launcher did not start.
+
+    ``--launcher pytorch`` (slurm, mpi) only says how the processes were
+    started; the process group is built from the environment torchrun
+    (srun, mpirun) gives each process. Started by hand, mmengine's launcher
+    ends in a bare ``KeyError: 'RANK'``; this names the way to start it.
+
+    Raises:
+        ConfigError: a variable of :data:`LAUNCHER_ENV` is not set.
+    """
+    if launcher not in LAUNCHER_ENV:
+        return
+    names, how = LAUNCHER_ENV[launcher]
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise ConfigError(
+            f'--launcher {launcher} runs one process of a multi-process job '
+            f'and must be started by its launcher, which sets '
+            f'{", ".join(missing)} for every process; they are not set '
+            f'here. Start the job with {how}. For a single process, leave '
+            'out --launcher.')
 
 
 def cpu_requested() -> bool:
@@ -45,6 +88,7 @@ def launch(launcher: str, env_cfg: dict) -> dict:
     env_cfg = dict(env_cfg or {})
     if launcher == 'none':
         return env_cfg
+    check_launcher_env(launcher)
     if torch.cuda.is_available():
         init_restarted_process_group(launcher, env_cfg, 'nccl')
         return env_cfg

@@ -63,6 +63,7 @@ from xcit_mm.runtime.mmengine_private import (
 from xcit_mm.runtime.mmengine_private import (
     infinite_iterator,
     set_dataloader_attr,
+    train_loop_built,
 )
 from xcit_mm.utils.errors import ConfigError
 
@@ -479,8 +480,7 @@ def train_loader_layout(runner) -> Optional[Dict[str, int]]:
     ``samples_per_epoch`` (the data set's length). :class:`xcit_mm.Runner`
     writes it into every checkpoint's ``meta['train_loader']``; None
     without a training data loader."""
-    loop = runner.train_loop if isinstance(
-        getattr(runner, '_train_loop', None), BaseLoop) else None
+    loop = runner.train_loop if train_loop_built(runner) else None
     loader = getattr(loop, 'dataloader', None)
     if loader is None:
         return None

@@ -34,6 +34,7 @@ PRIVATE_NAMES: Tuple[str, ...] = (
     'mmengine.model.BaseModel._run_forward (and the DDP wrapper\'s)',
     'torch.utils.data.DataLoader.__setattr__ guard (object.__setattr__)',
     'mmengine.runner.Runner._resume / _load_from (read by load_or_resume)',
+    'mmengine.runner.Runner._train_loop',
 )
 
 #: The loop counters the resumable loops read and set (see module doc).
@@ -150,3 +151,19 @@ def set_resume_point(runner: Any, resume: bool, load_from: Any) -> None:
     """
     runner._resume = resume
     runner._load_from = load_from
+
+
+def train_loop_built(runner: Any) -> bool:
+    """Whether ``runner`` has built its training loop (or has none).
+
+    Reason: mmengine's ``Runner.iter`` and ``Runner.epoch`` read
+    ``runner.train_loop``, which builds the loop on first access -- and
+    with it the training data set. A hook that reads ``runner.iter`` while
+    testing (mmseg's ``SegVisualizationHook``) thereby reads the whole
+    training set, or fails where only the test split is present. mmengine
+    keeps the loop config, before it is built, in ``_train_loop`` and
+    offers no public query.
+    """
+    from mmengine.runner import BaseLoop
+    loop = runner._train_loop
+    return loop is None or isinstance(loop, BaseLoop)

@@ -19,7 +19,7 @@ from xcit_mm.runtime.loops import (
     contiguous_batches,
     train_loader_layout,
 )
-from xcit_mm.runtime.mmengine_private import set_resume_point
+from xcit_mm.runtime.mmengine_private import set_resume_point, train_loop_built
 
 
 @RUNNERS.register_module()
@@ -59,7 +59,10 @@ class Runner(MMEngineRunner):
       gloo process group and wraps the model in DDP with
       ``device_ids=None``, when CPU runs are asked for with
       ``XCIT_MM_CPU=1`` (or torch has no CUDA); see
-      :func:`xcit_mm.runtime.launch.launch`.
+      :func:`xcit_mm.runtime.launch.launch`;
+    - **no training set to test**: :attr:`iter` and :attr:`epoch` answer 0
+      before training without building the training loop (mmengine builds
+      it, and its data set, for a hook that asks while testing).
 
     Every training script that honours ``runner_type`` builds it
     (mmpretrain's, mmdet's, mmseg's and xcit_mm's); the runtime bases under
@@ -151,6 +154,22 @@ class Runner(MMEngineRunner):
                 model_wrapper_cfg, self.cfg.get('find_unused_parameters',
                                                 False))
         return super().wrap_model(model_wrapper_cfg, model)
+
+    @property
+    def epoch(self) -> int:
+        """The current epoch: 0 while no training loop has been built, as
+        in mmengine, but without building it (see :attr:`iter`)."""
+        return super().epoch if train_loop_built(self) else 0
+
+    @property
+    def iter(self) -> int:
+        """The current iteration: 0 while no training loop has been built.
+
+        mmengine builds the training loop, and its data set, to answer;
+        a hook that reads it while testing (mmseg's visualisation hook,
+        ``tools/test.py --show-dir``) would then need the training split.
+        A freshly built loop answers 0 too."""
+        return super().iter if train_loop_built(self) else 0
 
     #: ``'train'``, ``'val'`` or ``'test'`` while that call runs, else None
     #: (:class:`~xcit_mm.runtime.CheckpointMatchHook` is strict outside

@@ -205,8 +205,12 @@ def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
     Detection: the 800x1333 test scale padded to the data preprocessor's
     ``pad_size_divisor`` (800x1344 for 32); segmentation: the crop (the
     data preprocessor's ``size``, else ``crop_size``); classification: the
-    test pipeline's crop (else its resize scale); otherwise 224x224. C is
-    the backbone's ``in_channels`` (3 unless the config says otherwise).
+    test pipeline's crop (else its resize scale); self-supervised configs
+    without a test pipeline (DINO): the crop of the first view of the
+    training pipeline's ``MultiView`` (DINO's global crop); otherwise
+    224x224. C is the backbone's ``in_channels`` (3 unless the config says
+    otherwise). ``get_flops.py`` counts at this size and
+    ``visualize_attention.py`` resizes to its short side.
     """
     model = cfg.get('model') or {}
     channels = int((model.get('backbone') or {}).get('in_channels', 3))
@@ -231,12 +235,18 @@ def config_input_shape(cfg: Any) -> Tuple[int, int, int]:
         if crop is not None:
             h, w = (crop, crop) if isinstance(crop, int) else crop
             return (channels, int(h), int(w))
-    for key in ('crop_size', 'scale'):
-        for t in _pipeline(cfg):
-            if key in t:
-                v = t[key]
-                h, w = (v, v) if isinstance(v, int) else (v[1], v[0])
-                return (channels, int(h), int(w))
+    # self-supervised configs (DINO) have no test pipeline: the first view
+    # of the training pipeline's MultiView, DINO's global crop
+    views = [t['transforms'][0] for t in _pipeline(cfg, 'train_dataloader')
+             if t.get('type', '').split('.')[-1] == 'MultiView'
+             and t.get('transforms')]
+    for pipeline in (_pipeline(cfg), *views):
+        for key in ('crop_size', 'scale'):
+            for t in pipeline:
+                if isinstance(t, dict) and key in t:
+                    v = t[key]
+                    h, w = (v, v) if isinstance(v, int) else (v[1], v[0])
+                    return (channels, int(h), int(w))
     return (channels, 224, 224)
 
 

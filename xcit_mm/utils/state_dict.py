@@ -2,7 +2,10 @@
 
 - :func:`unwrap_checkpoint`: the tensor dict inside a loaded checkpoint
   (mmengine ``state_dict``, official ``model`` / ``model_ema``, DDP
-  ``module``, DINO ``teacher`` / ``student``);
+  ``module``, DINO ``teacher`` / ``student``); :func:`dino_network` and
+  :func:`dino_network_state`: which network of a DINO training checkpoint
+  to read (the teacher by default) and its tensors, :func:`dino_choice`:
+  that choice in words;
 - :func:`strip_prefix` and :func:`strip_common_prefixes`: key renaming;
 - :func:`compare_state_dicts`: which of a model's tensors a checkpoint fills;
 - :func:`check_fit`, :func:`describe_comparison` and
@@ -61,6 +64,59 @@ def unwrap_checkpoint(ckpt: dict, key: Optional[str] = None) -> Dict:
         if isinstance(ckpt.get(k), dict):
             return ckpt[k]
     return ckpt
+
+
+#: The two networks of a DINO training checkpoint, the default first: the
+#: teacher is what DINO evaluates (k-NN, linear probe) and releases.
+DINO_NETWORKS = ('teacher', 'student')
+
+
+def dino_network(ckpt: dict, key: Optional[str] = None) -> Optional[str]:
+    """Which network of a DINO training checkpoint to read, or None when
+    ``ckpt`` is not one (or ``key`` names another entry).
+
+    A DINO training checkpoint is an official one (``student`` and
+    ``teacher`` entries) or one of an xcit_mm DINO run (``teacher.*`` keys
+    beside the student's ``backbone.*`` / ``head.*`` in its state dict).
+
+    Args:
+        ckpt (dict): A loaded checkpoint.
+        key (str, optional): ``'teacher'`` or ``'student'``; None means the
+            teacher (:data:`DINO_NETWORKS`).
+    """
+    if not isinstance(ckpt, dict) or key not in (None, *DINO_NETWORKS):
+        return None
+    if not all(isinstance(ckpt.get(k), dict) for k in DINO_NETWORKS):
+        inner = unwrap_checkpoint(ckpt)
+        if not any(k.startswith('teacher.backbone.') for k in inner):
+            return None
+    return key or DINO_NETWORKS[0]
+
+
+def dino_network_state(ckpt: dict, network: str) -> Dict:
+    """The ``backbone.*`` / ``head.*`` tensors of one network of a DINO
+    training checkpoint (see :func:`dino_network`), names as saved (an
+    official file's keep their DDP ``module.`` prefix)."""
+    if isinstance(ckpt.get(network), dict):  # official
+        return ckpt[network]
+    inner = unwrap_checkpoint(ckpt)
+    if network == 'teacher':
+        return strip_prefix(inner, 'teacher.', keep_others=False)
+    return {k: v for k, v in inner.items()
+            if k.startswith(('backbone.', 'head.'))}
+
+
+def dino_choice(source_format: str, option: str) -> str:
+    """The sentence a tool prints after reading a DINO training checkpoint
+    (a ``source_format`` such as ``'xcit_mm DINO teacher'``), naming the
+    ``option`` that picks the other network; ``''`` for other formats."""
+    network = source_format.rpartition(' DINO ')[2]
+    if ' DINO ' not in source_format or network not in DINO_NETWORKS:
+        return ''
+    other = DINO_NETWORKS[1 - DINO_NETWORKS.index(network)]
+    return (f'DINO training checkpoint: read the {network} backbone '
+            f'({option} {other} for the {other}); DINO\'s projection head '
+            'is not part of it.')
 
 
 def strip_prefix(sd: Dict, prefix: str, keep_others: bool = True) -> Dict:

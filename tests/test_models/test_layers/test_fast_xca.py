@@ -200,3 +200,19 @@ def test_positional_encoding_cache():
         pe2(4, 4)
     pe2(4, 4).sum().backward()
     assert pe2.token_projection.weight.grad is not None
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('in_channels', [1, 3])
+def test_gradients_come_in_the_layout_of_their_weights(device, in_channels):
+    """Every gradient has its parameter's strides, size-1 dimensions
+    included: what DDP's gradient buckets are laid out by (otherwise torch
+    warns "Grad strides do not match bucket view strides" and copies; the
+    2-process run is in tests/test_tools/test_dist_train.py)."""
+    torch.manual_seed(0)
+    model = XCiT(arch=TINY_ARCH, patch_size=8, in_channels=in_channels)
+    model.to(device).train()
+    x = torch.randn(2, in_channels, 32, 32, device=device)
+    model(x)[0].sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad.stride() == p.stride(), name

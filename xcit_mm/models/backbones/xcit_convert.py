@@ -57,6 +57,8 @@ from xcit_mm.utils.errors import (
 )
 from xcit_mm.utils.state_dict import (
     check_classifier,
+    dino_network,
+    dino_network_state,
     load_checked,
     strip_common_prefixes,
     strip_prefix,
@@ -125,14 +127,29 @@ def to_xcit_mm(ckpt: dict, key: Optional[str] = None) -> Tuple[Dict, Dict,
 
     Both dicts are unprefixed (``blocks.0...``, ``fc.weight``). A model
     saved with a ``backbone.`` prefix whose backbone keys are in the
-    official or timm layout (a DINO training checkpoint's ``teacher``) is
-    converted too.
+    official or timm layout is converted too.
+
+    A DINO training checkpoint (official, or of an xcit_mm DINO run) gives
+    the backbone of its teacher, or of its student with ``key='student'``
+    (:func:`~xcit_mm.utils.state_dict.dino_network`), and no head: DINO's
+    projection head is no classifier. The format then names the network,
+    e.g. ``'xcit_mm DINO teacher'``.
 
     Args:
         ckpt (dict): A loaded checkpoint.
         key (str, optional): The entry of ``ckpt`` to read (see
-            :func:`~xcit_mm.utils.state_dict.unwrap_checkpoint`).
+            :func:`~xcit_mm.utils.state_dict.unwrap_checkpoint`), or
+            ``'teacher'`` / ``'student'`` for a DINO training checkpoint.
     """
+    network = dino_network(ckpt, key)
+    if network is not None:
+        layout = 'official' if isinstance(ckpt.get(network), dict) \
+            else 'xcit_mm'
+        net = strip_common_prefixes(dino_network_state(ckpt, network),
+                                    prefixes=('module.', ))
+        backbone, _, _ = to_xcit_mm(
+            strip_prefix(net, 'backbone.', keep_others=False))
+        return backbone, {}, f'{layout} DINO {network}'
     sd = strip_common_prefixes(unwrap_checkpoint(ckpt, key))
     fmt = detect_format(sd)
     if fmt == 'xcit_mm':
@@ -190,7 +207,9 @@ def convert_checkpoint(ckpt: dict, backbone_only: bool = False,
         ckpt (dict): A loaded official / timm / DINO / xcit_mm checkpoint.
         backbone_only (bool): Keep only what a dense (det/seg) backbone has:
             no class token, class attention, final norm or head.
-        key (str, optional): Wrapper entry to read (e.g. ``'model_ema'``).
+        key (str, optional): Wrapper entry to read (e.g. ``'model_ema'``;
+            ``'student'`` for the student of a DINO training checkpoint,
+            whose teacher is read by default).
 
     Returns:
         tuple: ``{'backbone.*': ..., 'head.fc.*': ...}`` and a report dict
@@ -202,6 +221,15 @@ def convert_checkpoint(ckpt: dict, backbone_only: bool = False,
     """
     from .xcit import XCiT  # (xcit.py imports this module)
     backbone, head, fmt = to_xcit_mm(ckpt, key)
+    not_linear = [k for k in head if not k.startswith('fc.')]
+    if not_linear and not backbone_only:
+        raise CheckpointMismatchError(
+            f'The head of this checkpoint ({not_linear[:3]}) is not a '
+            'linear classifier (head.fc.*): it looks like the projection '
+            "head of a DINO run's student saved on its own. Write the "
+            'backbone alone with --backbone-only (backbone_only=True), or '
+            'convert the whole DINO training checkpoint, whose teacher is '
+            'taken by default.')
     arch = infer_arch(backbone)
     model = XCiT(arch=arch['arch'], patch_size=arch['patch_size'],
                  out_type='featmap' if backbone_only else 'cls_token')

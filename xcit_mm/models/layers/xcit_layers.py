@@ -65,6 +65,27 @@ def act_channels_last(act: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return act(x)
 
 
+def channels_last_weights_(module: nn.Module) -> nn.Module:
+    """Store the weights of the convs in ``module`` channels-last, in place.
+
+    A conv whose input is channels-last computes its weight gradient
+    channels-last. When the weight is stored otherwise, autograd copies each
+    gradient into the weight's layout, and where the two layouts differ only
+    in the stride of a size-1 dimension (a depthwise ``(C, 1, k, k)`` weight,
+    a 1-channel input's first conv) it keeps the gradient as it is, so that
+    DDP's gradient buckets, laid out like the weights, do not match it:
+    torch warns "Grad strides do not match bucket view strides" and copies.
+    Weights stored with the strides the gradients come in avoid both. The
+    values, the state dict's names and shapes, and loading are unchanged.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight.data
+            m.weight.data = torch.empty_like(
+                w, memory_format=torch.channels_last).copy_(w)
+    return module
+
+
 class PositionalEncodingFourier(nn.Module):
     """Fourier positional encoding, computed for any patch grid.
 
@@ -154,8 +175,10 @@ class ConvPatchEmbed(nn.Module):
     between the conv+norm pairs and none after the last.
 
     With ``impl='fast'`` the convs run in channels-last memory format (faster
-    with oneDNN on the CPU and with cuDNN at reduced precision), and the
-    (B, N, C) tokens are then a view of the last conv's output, not a copy.
+    with oneDNN on the CPU and with cuDNN at reduced precision), their
+    weights are stored channels-last (:func:`channels_last_weights_`), and
+    the (B, N, C) tokens are then a view of the last conv's output, not a
+    copy.
 
     Args:
         embed_dims (int): Output channels C.
@@ -184,6 +207,8 @@ class ConvPatchEmbed(nn.Module):
                     nn.Conv2d(dims[i], dims[i + 1], 3, stride=2, padding=1,
                               bias=False), _norm(norm_cfg, dims[i + 1])))
         self.proj = nn.Sequential(*layers)
+        if self.impl == 'fast':  # the convs run channels-last
+            channels_last_weights_(self.proj)
         self.patch_size = patch_size
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
@@ -202,7 +227,9 @@ class LPI(nn.Module):
     """Local patch interaction: dw-conv 3x3 -> GELU -> norm -> dw-conv 3x3.
 
     The tokens are viewed as an NHWC map without a copy; the depthwise convs
-    then run in channels-last memory format. With ``impl='fast'`` the GELU
+    then run in channels-last memory format, with their weights stored
+    channels-last (:func:`channels_last_weights_`). With ``impl='fast'`` the
+    GELU
     runs on the contiguous NHWC view (see :func:`act_channels_last`).
     """
 
@@ -214,6 +241,7 @@ class LPI(nn.Module):
         self.act = nn.GELU()
         self.bn = _norm(norm_cfg, dim)
         self.conv2 = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        channels_last_weights_(self)  # the token map is a channels-last view
 
     def forward(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, N, C = x.shape
