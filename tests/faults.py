@@ -116,7 +116,8 @@ def tiny_train_cfg(data_root: str, max_epochs: int = 3,
             nonfinite_loss=dict(type='xcit_mm.NonFiniteLossHook',
                                 action='stop'),
             checkpoint_match=dict(type='xcit_mm.CheckpointMatchHook',
-                                  mode='finetune')),
+                                  mode='finetune'),
+            preemption=dict(type='xcit_mm.PreemptionHook')),
         custom_hooks=[
             dict(type='xcit_mm.AtomicCheckpointHook', by_epoch=False,
                  interval=iter_ckpt_interval, max_keep_ckpts=max_keep_ckpts),
@@ -171,3 +172,33 @@ class NaNInputOnRankHook(Hook):
         if self.handle is not None:
             self.handle.remove()
             self.handle = None
+
+
+@HOOKS.register_module(name='TestSendSignalHook', force=True)
+class SendSignalHook(Hook):
+    """Send the signal named ``sig`` to this process on rank ``rank``: just
+    before iteration ``iteration`` (1-based) runs, or, with
+    ``during_save=True``, while the checkpoint of that iteration is being
+    saved."""
+
+    priority = 'HIGHEST'
+
+    def __init__(self, iteration: int, rank: int = 0,
+                 sig: str = 'SIGTERM', during_save: bool = False):
+        self.iteration, self.rank = iteration, rank
+        self.signum = getattr(signal, sig)
+        self.during_save = during_save
+
+    def _send(self):
+        from mmengine.dist import get_rank
+        if get_rank() == self.rank:
+            os.kill(os.getpid(), self.signum)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if not self.during_save and runner.iter + 1 == self.iteration:
+            self._send()
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        if self.during_save and checkpoint['meta'].get(
+                'iter') == self.iteration:
+            self._send()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Distributed training with torchrun + torch.distributed DDP (mmengine).
 #   [MAX_RESTARTS=N] bash tools/dist_train.sh CONFIG GPUS [train.py args ...]
-# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT on every node.
+# Multi-node: set NNODES, NODE_RANK, MASTER_ADDR and PORT (or MASTER_PORT)
+# on every node; GPUS is the number of processes of each node.
 # MAX_RESTARTS (default 0) is torchrun's --max-restarts: when a process
 # dies, torchrun stops the others and starts all of them again, up to N
 # times; tools/train.py then resumes from the newest complete checkpoint of
@@ -13,7 +14,7 @@ CONFIG=$1
 GPUS=$2
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
+PORT=${PORT:-${MASTER_PORT:-29500}}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 MAX_RESTARTS=${MAX_RESTARTS:-0}
 DIR=$(cd "$(dirname "$0")" && pwd)

@@ -2,6 +2,14 @@
 # Training on a Slurm cluster.
 #   [GPUS=8] [GPUS_PER_NODE=8] [CPUS_PER_TASK=5] [SRUN_ARGS=...] \
 #   bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [args ...]
+# Preemption: the runtime bases' xcit_mm.PreemptionHook saves the current
+# iteration on SIGTERM / SIGUSR1 and exits with status 75. Ask Slurm for the
+# signal ahead of the time limit, and let the job requeue itself (it then
+# resumes by itself, see tools/README.md, "Preemption without lost work"):
+#   SRUN_ARGS="--signal=USR1@90" bash tools/slurm_train.sh PARTITION JOB \
+#       CONFIG work_dirs/JOB --cfg-options default_hooks.preemption.requeue=True
+# (requeue needs a batch job: the same srun line in an sbatch script with
+# "#SBATCH --requeue --signal=USR1@90").
 set -x
 PARTITION=$1
 JOB_NAME=$2

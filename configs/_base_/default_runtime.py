@@ -12,7 +12,11 @@
 # - nonfinite_loss: a NaN / inf loss stops training and names the
 #   iteration, and no checkpoint with non-finite weights is written;
 # - checkpoint_match: a checkpoint that does not fit the model is an error
-#   (load_from: at least half of the tensors; resume and test: all of them).
+#   (load_from: at least half of the tensors; resume and test: all of them);
+# - preemption: on SIGTERM / SIGUSR1 every rank finishes its iteration, one
+#   checkpoint of that iteration is written and the processes exit with
+#   status 75; with requeue=True a Slurm job requeues itself and resumes
+#   (--cfg-options default_hooks.preemption.requeue=True, tools/README.md).
 # The schedules name the exactly resumable loops
 # (xcit_mm.ResumableEpochBasedTrainLoop / ResumableIterBasedTrainLoop), and
 # the data pipelines xcit_mm.LoadImageFromFile (names a bad image file).
@@ -32,6 +36,7 @@ default_hooks = dict(
     nonfinite_loss=dict(type='xcit_mm.NonFiniteLossHook', action='stop'),
     checkpoint_match=dict(type='xcit_mm.CheckpointMatchHook',
                           mode='finetune'),
+    preemption=dict(type='xcit_mm.PreemptionHook', requeue=False),
 )
 
 env_cfg = dict(

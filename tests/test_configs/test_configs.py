@@ -75,6 +75,7 @@ def check_runtime(path: str, cfg: Config) -> None:
         h.type for h in cfg.get('custom_hooks', [])]
     assert 'xcit_mm.NonFiniteLossHook' in hooks
     assert 'xcit_mm.CheckpointMatchHook' in hooks
+    assert 'xcit_mm.PreemptionHook' in hooks
     for loader in ('train_dataloader', 'test_dataloader'):
         if cfg.get(loader) is None:  # DINO pre-training: no test split
             continue

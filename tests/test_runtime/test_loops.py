@@ -106,3 +106,33 @@ def test_rng_state_round_trip():
     b = (torch.rand(3), np.random.rand(3), __import__('random').random())
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert a[2] == b[2]
+
+
+def test_resume_layout_rules():
+    """Another number of processes: the same global batch continues (a
+    grouping batch sampler only from an epoch boundary); another data set
+    length is left to the loop."""
+    from xcit_mm.runtime.loops import check_resume_layout
+    from xcit_mm.utils.errors import ConfigError
+    saved = dict(world_size=8, batch_size=128, iters_per_epoch=1250,
+                 samples_per_epoch=1281167)
+    same = dict(saved, world_size=16, batch_size=64)
+    assert check_resume_layout(saved, saved, 'c.pth') is None
+    assert 'same global batch of 1024' in check_resume_layout(
+        saved, same, 'c.pth', iteration=1300)
+    assert check_resume_layout(saved, same, 'c.pth', iteration=2500,
+                               contiguous=False) is not None
+    with pytest.raises(ConfigError, match='epoch') as e:
+        check_resume_layout(saved, same, 'c.pth', iteration=1300,
+                            contiguous=False)
+    assert e.value.config_keys == ('resume', )
+    # 1250 -> 625 batches per epoch: refused, the batch size that fits
+    double = dict(saved, world_size=16, iters_per_epoch=625)
+    with pytest.raises(ConfigError,
+                       match='train_dataloader.batch_size=64 for 16'):
+        check_resume_layout(saved, double, 'c.pth', iteration=1300)
+    odd = dict(saved, world_size=3, iters_per_epoch=3337)
+    with pytest.raises(ConfigError, match='any number that divides 1024'):
+        check_resume_layout(saved, odd, 'c.pth')
+    assert check_resume_layout(
+        saved, dict(double, samples_per_epoch=1000), 'c.pth') is None

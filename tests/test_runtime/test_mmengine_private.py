@@ -85,6 +85,15 @@ def test_checkpoint_hook_saves_through_the_overridden_method():
     assert list(sig.parameters) == ['self', 'runner', 'step', 'meta']
 
 
+def test_load_or_resume_reads_the_resume_point():
+    from mmengine.runner import Runner
+    src = inspect.getsource(Runner.load_or_resume)
+    assert 'self._resume' in src and 'self._load_from' in src
+    runner = object.__new__(Runner)
+    private.set_resume_point(runner, True, 'x.pth')
+    assert (runner._resume, runner._load_from) == (True, 'x.pth')
+
+
 def test_history_buffer_statistics():
     stats = private.history_buffer_statistics()
     assert {'mean', 'current'} <= stats | {'mean', 'current', 'min', 'max'}

@@ -73,3 +73,24 @@ def test_resume_round_trip(image_folder, tmp_path):
     state_resumed = resumed.model.state_dict()
     for k, v in state_full.items():
         assert torch.equal(v, state_resumed[k]), k
+
+
+def test_requeued_job_resumes_training_only(image_folder, tmp_path,
+                                            monkeypatch):
+    """A Slurm job that was requeued (SLURM_RESTART_COUNT > 0) resumes its
+    training from the work dir; a runner built for testing in that job
+    keeps the checkpoint it was given."""
+    import shutil
+    work = str(tmp_path / 'work')
+    RUNNERS.build(tiny_cls_cfg(image_folder, work, max_epochs=1)).train()
+    given = str(tmp_path / 'given.pth')
+    shutil.copy(f'{work}/epoch_1.pth', given)
+    monkeypatch.setenv('SLURM_RESTART_COUNT', '1')
+    cfg = dict(tiny_cls_cfg(image_folder, work), load_from=given)
+    tester = RUNNERS.build(cfg)
+    assert not tester.resuming and tester._load_from == given
+    trainer = RUNNERS.build(cfg)
+    trainer.train()
+    assert trainer.resuming and trainer._load_from.endswith('epoch_1.pth')
+    assert trainer.epoch == 2 and trainer.iter == 2 * len(
+        trainer.train_dataloader)

@@ -63,7 +63,9 @@ from xcit_mm.runtime.mmengine_private import (
 from xcit_mm.runtime.mmengine_private import (
     infinite_iterator,
     set_dataloader_attr,
+    train_loop_built,
 )
+from xcit_mm.utils.errors import ConfigError
 
 
 def get_rng_state() -> Dict[str, Any]:
@@ -255,6 +257,26 @@ class _PositionSeeding:
         self._rank_key = get_rank() if diff else 0
         self._skipper = install_skippable_batch_sampler(
             self.dataloader, self._seed if seed_samples else None)
+
+    def sync_seed(self) -> None:
+        """Take ``runner.seed`` again, after ``Runner.resume`` has put the
+        checkpoint's seed back.
+
+        The loop is built before the checkpoint is read, so with
+        ``randomness.seed=None`` it saw the new run's random seed: the
+        iteration seeds, the sample seeds and the sampler's shuffle (which
+        the data loader took from the runner) follow the checkpoint's
+        seed from here on. A sampler seed set in the config is kept.
+        """
+        seed = self.runner.seed
+        if seed is None or int(seed) == self._seed:
+            return
+        old, self._seed = self._seed, int(seed)
+        if self._skipper is not None and self._skipper.seed is not None:
+            self._skipper.seed = self._seed
+        sampler = getattr(self.dataloader.batch_sampler, 'sampler', None)
+        if sampler is not None and getattr(sampler, 'seed', None) == old:
+            sampler.seed = self._seed
 
     def _seed_iteration(self) -> None:
         if self._seed is not None:
@@ -450,3 +472,109 @@ class ResumableIterBasedTrainLoop(_PositionSeeding, IterBasedTrainLoop):
         """One batch, with the RNGs seeded from the iteration."""
         self._seed_iteration()
         super().run_iter(data_batch)
+
+
+def train_loader_layout(runner) -> Optional[Dict[str, int]]:
+    """How the training data is cut into iterations: ``world_size``,
+    ``batch_size`` (per process), ``iters_per_epoch`` and
+    ``samples_per_epoch`` (the data set's length). :class:`xcit_mm.Runner`
+    writes it into every checkpoint's ``meta['train_loader']``; None
+    without a training data loader."""
+    loop = runner.train_loop if train_loop_built(runner) else None
+    loader = getattr(loop, 'dataloader', None)
+    if loader is None:
+        return None
+    batch_size = getattr(loader.batch_sampler, 'batch_size', None) \
+        or getattr(loader, 'batch_size', None)
+    return dict(world_size=int(runner.world_size),
+                batch_size=int(batch_size or 0),
+                iters_per_epoch=len(loader),
+                samples_per_epoch=len(loader.dataset))
+
+
+def contiguous_batches(loader: Any) -> bool:
+    """Whether ``loader``'s batch sampler is torch's ``BatchSampler``,
+    which cuts its sampler's order into consecutive batches (mmdet's
+    ``AspectRatioBatchSampler`` groups them instead)."""
+    from torch.utils.data import BatchSampler
+    bs = getattr(loader, 'batch_sampler', None)
+    bs = bs.batch_sampler if isinstance(bs, SkippableBatchSampler) else bs
+    return type(bs) is BatchSampler
+
+
+def check_resume_layout(saved: Optional[dict], now: Optional[dict],
+                        filename: str, iteration: int = 0,
+                        contiguous: bool = True) -> Optional[str]:
+    """Whether a checkpoint written with the data layout ``saved`` can be
+    resumed with the layout ``now`` (see :func:`train_loader_layout`).
+
+    An iteration counts global batches of ``world_size * batch_size``
+    samples: the loop's position, the parameter schedulers and DINO's
+    teacher momentum are all in that unit. With the same global batch the
+    run continues exactly by samples, whatever the number of processes
+    (the samplers cut one global order of samples into consecutive global
+    batches): returns a line to log when the number of processes changed.
+    With another global batch no continuation is the same training, so
+    this raises a :class:`ConfigError` that says what to do. A checkpoint
+    without the layout (written before it was recorded), or of a data set
+    of another length, is not checked here.
+
+    Args:
+        saved (dict | None): The checkpoint's ``meta['train_loader']``.
+        now (dict | None): This run's layout.
+        filename (str): The checkpoint, for the message.
+        iteration (int): The checkpoint's iteration.
+        contiguous (bool): Whether this run's batch sampler cuts the
+            sampler's order into consecutive batches (torch's
+            ``BatchSampler``). Grouping samplers (mmdet's
+            ``AspectRatioBatchSampler``) batch each process's samples
+            apart, so the rest of an epoch depends on the number of
+            processes: with another number they resume at an epoch
+            boundary only.
+    """
+    if not saved or not now or \
+            saved['samples_per_epoch'] != now['samples_per_epoch']:
+        return None  # another data set: the loop warns and starts the epoch
+    old = saved['world_size'] * saved['batch_size']
+    new = now['world_size'] * now['batch_size']
+    if old == new and saved['iters_per_epoch'] == now['iters_per_epoch']:
+        if saved['world_size'] == now['world_size']:
+            return None
+        if not contiguous and iteration % now['iters_per_epoch']:
+            raise ConfigError(
+                f'Cannot resume from {filename} with {now["world_size"]} '
+                f'processes: it was written by {saved["world_size"]} in the '
+                'middle of an epoch, and this batch sampler groups each '
+                "process's samples (by aspect ratio), so the rest of the "
+                'epoch would repeat or skip samples with another number of '
+                f'processes. Resume with {saved["world_size"]} processes, or '
+                'from the checkpoint of the last completed epoch (--resume '
+                'PATH).', config_key='resume', config_value='PATH')
+        return (f'Resuming a run of {saved["world_size"]} processes x '
+                f'{saved["batch_size"]} images with {now["world_size"]} x '
+                f'{now["batch_size"]}: the same global batch of {new}, so '
+                'training continues with the same samples and schedules.')
+    change = (f'it was written by {saved["world_size"]} processes x '
+              f'{saved["batch_size"]} images per process (a global batch '
+              f'of {old}, {saved["iters_per_epoch"]} iterations per epoch), '
+              f'this run has {now["world_size"]} x {now["batch_size"]} = '
+              f'{new} ({now["iters_per_epoch"]} iterations per epoch)')
+    per_process, rest = divmod(old, now['world_size'])
+    keep = (f'set train_dataloader.batch_size={per_process} for '
+            f'{now["world_size"]} processes (--cfg-options '
+            f'train_dataloader.batch_size={per_process}), or resume with '
+            f'{saved["world_size"]} processes' if not rest else
+            f'resume with {saved["world_size"]} processes of '
+            f'{saved["batch_size"]} images (or any number that divides '
+            f'{old}, with train_dataloader.batch_size = {old} / processes)')
+    raise ConfigError(
+        f'Cannot resume from {filename}: {change}. Iterations, the '
+        'position in the epoch, the learning-rate schedule and DINO\'s '
+        'teacher momentum are counted in global batches, so resuming '
+        'would skip or repeat samples and put every schedule at the wrong '
+        f'point. To continue this run, keep the global batch of {old}: '
+        f'{keep}. To train on with the new batch size instead, start a new '
+        'run from these weights (load_from with resume=False; the '
+        'schedules start again).',
+        config_key='train_dataloader.batch_size', config_value=str(
+            per_process if not rest else saved['batch_size']))

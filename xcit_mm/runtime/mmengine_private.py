@@ -34,6 +34,7 @@ PRIVATE_NAMES: Tuple[str, ...] = (
     'mmengine.registry.Registry._search_child',
     'mmengine.model.BaseModel._run_forward (and the DDP wrapper\'s)',
     'torch.utils.data.DataLoader.__setattr__ guard (object.__setattr__)',
+    'mmengine.runner.Runner._resume / _load_from (read by load_or_resume)',
     'mmengine.runner.Runner._train_loop',
 )
 
@@ -163,6 +164,18 @@ def set_dataloader_attr(dataloader: Any, name: str, value: Any) -> None:
     assert getattr(dataloader, '_iterator', None) is None, \
         'the data loader is already iterated'
     object.__setattr__(dataloader, name, value)
+
+
+def set_resume_point(runner: Any, resume: bool, load_from: Any) -> None:
+    """Set what ``Runner.load_or_resume`` resumes from, after ``__init__``.
+
+    Reason: ``xcit_mm.Runner`` resumes a *training* run that torchrun
+    restarted or Slurm requeued; whether the runner trains is known only
+    when ``train()`` is called (``tools/test.py`` builds it from the same
+    config), and mmengine reads the choice from these attributes only.
+    """
+    runner._resume = resume
+    runner._load_from = load_from
 
 
 def train_loop_built(runner: Any) -> bool:

@@ -3,6 +3,7 @@ for the run it builds, and for nothing else in the process."""
 import contextlib
 import logging
 import os
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -13,7 +14,12 @@ from xcit_mm.registry import RUNNERS
 from xcit_mm.runtime.checkpoint import safe_loading
 from xcit_mm.runtime.fileio import find_resume_checkpoint
 from xcit_mm.runtime.launch import cpu_ddp_wrapper, launch
-from xcit_mm.runtime.mmengine_private import train_loop_built
+from xcit_mm.runtime.loops import (
+    check_resume_layout,
+    contiguous_batches,
+    train_loader_layout,
+)
+from xcit_mm.runtime.mmengine_private import set_resume_point, train_loop_built
 
 
 @RUNNERS.register_module()
@@ -35,9 +41,20 @@ class Runner(MMEngineRunner):
       keeps ``load_from`` as the starting point when there is nothing to
       resume (a fine-tuning run that may be restarted). ``resume=True``
       with a ``load_from`` resumes from that file, as in mmengine;
-    - **torchrun restarts**: a process that torchrun restarted
-      (``TORCHELASTIC_RESTART_COUNT > 0``) resumes by itself from the newest
-      complete checkpoint of the work dir;
+    - **restarts**: a process that torchrun restarted
+      (``TORCHELASTIC_RESTART_COUNT > 0``) or a Slurm job that was requeued
+      (``SLURM_RESTART_COUNT > 0``, e.g. by
+      :class:`~xcit_mm.runtime.PreemptionHook`) resumes a training run by
+      itself from the newest complete checkpoint of the work dir;
+    - **resume on another number of processes**: every checkpoint records
+      the data layout (``meta['train_loader']``: processes, batch size per
+      process, iterations and samples per epoch). A run resumed with the
+      same global batch on another number of processes continues with the
+      same samples and schedules; with another global batch it stops with
+      a :class:`~xcit_mm.utils.errors.ConfigError` that says what to do
+      (:func:`~xcit_mm.runtime.loops.check_resume_layout`). The loop then
+      takes the checkpoint's seed (``randomness.seed=None`` resumes
+      exactly too);
     - **CPU process groups**: ``launcher='pytorch'`` without a GPU starts a
       gloo process group and wraps the model in DDP with
       ``device_ids=None``, when CPU runs are asked for with
@@ -53,6 +70,7 @@ class Runner(MMEngineRunner):
     """
 
     def __init__(self, *args, **kwargs) -> None:
+        self._start_from = kwargs.get('load_from')
         kwargs['resume'], kwargs['load_from'] = self._resume_point(
             kwargs.get('work_dir'), kwargs.get('resume', False),
             kwargs.get('load_from'))
@@ -61,14 +79,21 @@ class Runner(MMEngineRunner):
         super().__init__(*args, **kwargs)
 
     @staticmethod
+    def restarted() -> Optional[str]:
+        """What restarted this process: ``'torchrun (restart N)'`` when
+        ``TORCHELASTIC_RESTART_COUNT`` > 0, ``'Slurm (requeued N times)'``
+        when ``SLURM_RESTART_COUNT`` > 0, else None."""
+        for var, by in (('TORCHELASTIC_RESTART_COUNT', 'torchrun (restart '),
+                        ('SLURM_RESTART_COUNT', 'Slurm (requeue ')):
+            count = int(os.environ.get(var, 0) or 0)
+            if count:
+                return f'{by}{count})'
+        return None
+
+    @staticmethod
     def _resume_point(work_dir, resume, load_from):
         """``(resume, load_from)`` for mmengine: the newest complete
         checkpoint of the work dir where one is asked for."""
-        restarted = int(os.environ.get('TORCHELASTIC_RESTART_COUNT', 0) or 0)
-        if restarted and not resume:
-            print_log(f'Restarted by torchrun (restart {restarted}): '
-                      'resuming.', logger='current')
-            resume = 'auto'
         if resume == 'auto' or (resume and load_from is None):
             found = find_resume_checkpoint(work_dir) if work_dir else None
             if found is not None:
@@ -82,6 +107,39 @@ class Runner(MMEngineRunner):
                 logger='current', level=logging.WARNING)
             return False, load_from if resume == 'auto' else None
         return bool(resume), load_from
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args,
+                        meta: Optional[dict] = None, **kwargs) -> None:
+        """mmengine's ``save_checkpoint``; ``meta['train_loader']`` also
+        records the data layout (:func:`train_loader_layout`)."""
+        meta = dict(meta or {})
+        layout = train_loader_layout(self)
+        if layout is not None:
+            meta.setdefault('train_loader', layout)
+        super().save_checkpoint(out_dir, filename, *args, meta=meta,
+                                **kwargs)
+
+    def load_checkpoint(self, *args, **kwargs) -> dict:
+        checkpoint = super().load_checkpoint(*args, **kwargs)
+        self._loaded_meta = checkpoint.get('meta') or {}
+        return checkpoint
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """mmengine's resume, then: the data layout of the checkpoint is
+        checked against this run's (:func:`check_resume_layout`), and the
+        training loop takes the checkpoint's seed (mmengine restores it
+        after the loop has been built)."""
+        super().resume(filename, *args, **kwargs)
+        meta = getattr(self, '_loaded_meta', {})
+        loop = self.train_loop
+        note = check_resume_layout(
+            meta.get('train_loader'), train_loader_layout(self), filename,
+            iteration=self.iter, contiguous=contiguous_batches(
+                getattr(loop, 'dataloader', None)))
+        if note:
+            print_log(note, logger='current')
+        if hasattr(loop, 'sync_seed'):
+            loop.sync_seed()
 
     def setup_env(self, env_cfg: dict) -> None:
         """mmengine's setup, after :func:`~xcit_mm.runtime.launch.launch`
@@ -128,6 +186,17 @@ class Runner(MMEngineRunner):
             self.phase = None
 
     def train(self) -> nn.Module:
+        """mmengine's ``train()``; a training process that torchrun
+        restarted or Slurm requeued resumes from the newest complete
+        checkpoint of the work dir (as ``resume='auto'``). ``val()`` and
+        ``test()`` load what they are given."""
+        by = self.restarted()
+        if by and not self.resuming:
+            print_log(f'Restarted by {by}: resuming.', logger='current')
+            resume, load_from = self._resume_point(self.work_dir, 'auto',
+                                                   self._start_from)
+            set_resume_point(self, resume, load_from)
+            self.resuming = resume
         with self._running('train'):
             return super().train()
 
