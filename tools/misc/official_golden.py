@@ -4,9 +4,10 @@
     python tools/misc/official_golden.py --list
 
 ``FAMILY`` is one of the modules in ``tools/misc/golden/`` (``xcit``,
-``crossformer``, ``dino``). ``--repo`` is a checkout of the official
-repository at the commit the family module pins (it refuses another
-commit): facebookresearch/xcit, cheerss/CrossFormer or facebookresearch/dino.
+``crossformer``, ``dino``). ``--repo`` is a git checkout of the official
+repository (facebookresearch/xcit, cheerss/CrossFormer or
+facebookresearch/dino) at the commit the family module pins; another
+commit is refused.
 The module builds the official models from that checkout with seeded random
 weights (small widths where the official code allows), runs them on seeded
 inputs at the sizes real evaluation uses and writes one ``.npz`` per case
@@ -23,6 +24,7 @@ import argparse
 import importlib.util
 import json
 import os.path as osp
+import subprocess
 import sys
 
 import numpy as np
@@ -87,6 +89,14 @@ def main(argv=None):
               f'(got {args.repo!r}).', file=sys.stderr)
         return 1
     module = load_family(args.family)
+    head = subprocess.run(['git', '-C', args.repo, 'rev-parse', 'HEAD'],
+                          capture_output=True, text=True).stdout.strip()
+    if head != module.COMMIT:
+        print(f'{args.repo} is at {head or "(not a git checkout)"}; the '
+              f'fixtures are pinned to {module.REPOSITORY} at '
+              f'{module.COMMIT}: `git -C {args.repo} checkout '
+              f'{module.COMMIT}` and run again.', file=sys.stderr)
+        return 1
     written = module.generate(osp.abspath(args.repo), args.out, write_golden)
     for path in written:
         print(path)
