@@ -148,7 +148,12 @@ def init_model(config: Union[str, Config],
         from mmseg.apis import init_model as init_segmentor
         model = init_segmentor(cfg, None, device='cpu')
     else:
+        from mmengine.registry import init_default_scope
         from mmpretrain.apis import get_model
+
+        # the inferencers build their pipelines in the current scope (as
+        # mmdet's init_detector and mmseg's init_model set theirs)
+        init_default_scope('mmpretrain')
         model = get_model(cfg, pretrained=False, device='cpu')
         model._metainfo = _mmpretrain_metainfo(task, cfg)
     if ckpt is not None:
@@ -169,6 +174,19 @@ class _CheckedWeights:
                  *args, **kwargs) -> None:
         with safe_loading():
             super().__init__(load_cfg(model), weights, *args, **kwargs)
+
+    def _get_transform_idx(self, pipeline_cfg, name) -> int:
+        """Also finds xcit_mm's ``xcit_mm.LoadImageFromFile`` where the
+        inferencer looks for ``LoadImageFromFile`` (to replace it by its
+        loader of arrays and files). ``name``: a type or a tuple of them."""
+        names = name if isinstance(name, tuple) else (name, )
+        for i, transform in enumerate(pipeline_cfg):
+            kind = transform['type']
+            if kind in names or (isinstance(kind, str) and
+                                 kind.startswith('xcit_mm.') and
+                                 kind[len('xcit_mm.'):] in names):
+                return i
+        return -1
 
     def _load_weights_to_model(self, model, checkpoint, cfg) -> None:
         if checkpoint is not None:
