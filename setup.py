@@ -112,6 +112,7 @@ setup(
         'mim': read_requirements('mminstall'),
         'optional': read_requirements('optional'),
         'tests': read_requirements('tests'),
+        'deploy': read_requirements('deploy'),
         'all': read_requirements('mminstall') + read_requirements('optional')
         + read_requirements('tests'),
     },

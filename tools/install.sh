@@ -202,6 +202,10 @@ fi
 
 log "OpenMMLab stack and test tools (requirements/tested.txt)"
 "${PIP[@]}" install "$SETUPTOOLS" -r "$ROOT/requirements/tested.txt" packaging pillow
+# ONNX export and the onnxruntime backend (optional at run time: the
+# export tool names this file when they are missing); both modes.
+log "deployment tools (requirements/deploy.txt: onnx, onnxruntime, onnxscript)"
+"${PIP[@]}" install -r "$ROOT/requirements/deploy.txt"
 log "xcit_mm (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 if [ "$LIGHT" = 1 ] && ! have_mmcv_ops; then

@@ -1,6 +1,7 @@
 """Benchmark xcit_mm's XCiT side by side with timm's (and CrossFormer).
 
-    python tools/analysis_tools/benchmark.py [--mode compare|scaling|all]
+    python tools/analysis_tools/benchmark.py
+        [--mode compare|scaling|all|deploy]
         [--arch s12] [--patch 16] [--batch 8] [--infer-batch N]
         [--img-size 224 [384 ...]] [--dtype fp32|bf16|fp16]
         [--compile off|on|both] [--device auto|cpu|cuda] [--channels-last]
@@ -42,6 +43,18 @@ XCiT (attention linear in the tokens) and towards 2 for the ViT. Memory is
 reported as the peak and, in parentheses, the activations alone (peak minus
 weights and input); a ViT's memory grows quadratically only with
 ``--vit-attn math``, since fused attention never stores the N x N matrix.
+
+``deploy``: inference on the CPU through each of ``--backends`` (torch
+eager, ``torch.compile``, onnxruntime on a file exported by torch's dynamo
+exporter) for xcit_mm's XCiT, xcit_mm's CrossFormer and timm's XCiT
+(``--deploy-models``): latency at batch 1 and throughput at
+``--throughput-batch`` (16), the achieved GFLOP/s (FLOPs counted by
+:func:`xcit_mm.utils.flops.get_model_complexity`, 2 per multiply-add)
+against this CPU's fp32 peak (estimated from its vector units and clock,
+and measured with a large matmul), and each backend's largest relative
+output difference from eager::
+
+    python tools/analysis_tools/benchmark.py --mode deploy --device cpu
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated``; on the CPU, the
 peak resident set size (``VmHWM`` in ``/proc/self/status``, reset through
@@ -85,7 +98,17 @@ def parse_args(argv=None):
         description='xcit_mm vs timm XCiT speed and memory, side by side.',
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--mode', default='compare',
-                        choices=['compare', 'scaling', 'all'])
+                        choices=['compare', 'scaling', 'deploy', 'all'])
+    parser.add_argument(
+        '--backends', default='eager,compile,onnxruntime',
+        help='deploy mode: inference backends, from eager, compile '
+        '(torch.compile), onnxruntime (CPU execution provider)')
+    parser.add_argument(
+        '--deploy-models', default='xcit_mm,crossformer,timm',
+        help='deploy mode: models, from xcit_mm, crossformer, timm')
+    parser.add_argument('--throughput-batch', type=int, default=16,
+                        help='deploy mode: the throughput batch (latency '
+                        'is batch 1)')
     parser.add_argument(
         '--arch', default='s12',
         help='XCiT arch: a name or alias (n12 t12 t24 s12 s24 m24 l24) or '
@@ -769,6 +792,141 @@ def print_scaling(res: dict, args, device) -> str:
     return text
 
 
+# -------------------------------------------------------------- deploy mode
+def cpu_peak(threads: int) -> dict:
+    """This CPU's fp32 peak: estimated from its vector units and clock,
+    and measured (a 2048^3 matmul, the best of 5)."""
+    est = None
+    try:
+        with open('/proc/cpuinfo') as f:
+            info = f.read()
+        flags = set(re.search(r'^flags\s*:(.*)$', info, re.M).group(1)
+                    .split())
+        mhz = float(re.search(r'^cpu MHz\s*:\s*([\d.]+)', info,
+                              re.M).group(1))
+        # FLOP per cycle per core: 2 FMA units x lanes x 2 (mul + add)
+        lanes = 16 if 'avx512f' in flags else 8 if 'avx2' in flags else 4
+        est = 2 * lanes * 2 * mhz / 1e3 * threads
+    except (OSError, AttributeError, ValueError):
+        pass
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = min(timed(lambda: a @ b, torch.device('cpu'))[0]
+               for _ in range(5))
+    return dict(estimated_gflops=est, matmul_gflops=2 * n**3 / best / 1e9)
+
+
+def deploy_models(args) -> Dict[str, nn.Module]:
+    """``x -> logits`` fp32 models: xcit_mm's and timm's XCiT with the same
+    weights, and xcit_mm's CrossFormer."""
+    arch, stem = parse_arch(args.arch)
+    names = args.deploy_models.split(',')
+    models = {}
+    if {'timm', 'xcit_mm'} & set(names):
+        same = same_weight_models(args, arch, stem, ['timm', 'xcit_mm'])
+        models.update({k: v for k, v in same.items() if k in names})
+    if 'crossformer' in names:
+        torch.manual_seed(args.seed)
+        models['crossformer'] = Logits(build_crossformer_classifier(
+            args.crossformer_arch, args.num_classes))
+    return {k: models[k].eval() for k in names if k in models}
+
+
+def onnx_backend(model: nn.Module, size: int, path: str) -> Callable:
+    """Export ``model`` (batch dimension dynamic) and return a function
+    that runs it in onnxruntime on the CPU."""
+    from torch.export import Dim
+
+    from xcit_mm.apis.export import ort_session
+    x = torch.randn(2, 3, size, size)
+    torch.onnx.export(model, (x, ), dynamo=True, opset_version=18,
+                      input_names=['image'], output_names=['logits'],
+                      dynamic_shapes={'x': {0: Dim.DYNAMIC}}).save(path)
+    session = ort_session(path, threads=torch.get_num_threads())
+    return lambda x: torch.from_numpy(
+        session.run(None, {'image': x.numpy()})[0])
+
+
+def run_deploy(args, device) -> dict:
+    """Latency (batch 1) and throughput (``--throughput-batch``) of every
+    model on every backend, interleaved per model; outputs compared to
+    eager (max relative error)."""
+    import tempfile
+
+    from xcit_mm.apis.export import max_relative_error, require_onnx
+    from xcit_mm.utils.flops import get_model_complexity
+    if device.type != 'cpu':
+        raise SystemExit('benchmark: --mode deploy measures the CPU; run it '
+                         'with --device cpu.')
+    backends = args.backends.split(',')
+    if 'onnxruntime' in backends:
+        require_onnx()
+    size = args.img_size[0]
+    peak = cpu_peak(torch.get_num_threads())
+    rows, tmp = [], tempfile.mkdtemp(prefix='xcit_mm_bench_')
+    for name, model in deploy_models(args).items():
+        flops = 2 * get_model_complexity(model, (3, size, size))['flops']
+        fns = {}
+        for backend in backends:
+            if backend == 'eager':
+                fns[backend] = model
+            elif backend == 'compile':
+                fns[backend] = torch.compile(model, dynamic=False)
+            elif backend == 'onnxruntime':
+                fns[backend] = onnx_backend(model, size,
+                                            osp.join(tmp, f'{name}.onnx'))
+            else:
+                raise SystemExit(f'benchmark: unknown backend {backend!r}')
+        for batch in (1, args.throughput_batch):
+            x = torch.randn(batch, 3, size, size)
+            with torch.no_grad():
+                ref = model(x)
+                errs = {b: max_relative_error(fn(x), ref)
+                        for b, fn in fns.items()}
+            calls = {b: (lambda f=fn: f(x)) for b, fn in fns.items()}
+            with torch.no_grad():
+                res = measure_interleaved(calls, device, args.warmup,
+                                          args.iters)
+            for b in backends:
+                wall = res[b]['wall_median_s']
+                rows.append(dict(
+                    model=name, backend=b, batch=batch,
+                    ms=wall * 1e3, img_s=batch / wall,
+                    gflops=flops * batch / wall / 1e9, rel_err=errs[b],
+                    first_call_s=res[b]['warmup_s'][0]))
+    return dict(img_size=size, peak=peak, rows=rows,
+                threads=torch.get_num_threads())
+
+
+def print_deploy(res: dict, args) -> str:
+    peak = res['peak']
+    est = (f'{peak["estimated_gflops"]:.0f}' if peak['estimated_gflops']
+           else 'unknown')
+    lines = [f'\n### Inference backends on the CPU: {res["img_size"]} px, '
+             f'fp32, {res["threads"]} thread(s), median of {args.iters}\n',
+             f'CPU fp32 peak: estimated {est} GFLOP/s (vector width x 2 FMA '
+             f'x clock x threads), measured {peak["matmul_gflops"]:.0f} '
+             'GFLOP/s (2048^3 matmul)\n',
+             '| model | backend | batch | ms | img/s | vs eager | GFLOP/s | '
+             '% of matmul peak | max rel. err vs eager |',
+             '|---|---|---|---|---|---|---|---|---|']
+    eager = {(r['model'], r['batch']): r for r in res['rows']
+             if r['backend'] == 'eager'}
+    for r in res['rows']:
+        base = eager.get((r['model'], r['batch']))
+        ratio = f'{r["img_s"] / base["img_s"]:.2f}' if base else '-'
+        lines.append(
+            f'| {r["model"]} | {r["backend"]} | {r["batch"]} | '
+            f'{r["ms"]:.1f} | {r["img_s"]:.1f} | {ratio} | '
+            f'{r["gflops"]:.1f} | '
+            f'{100 * r["gflops"] / peak["matmul_gflops"]:.0f} | '
+            f'{r["rel_err"]:.1e} |')
+    text = '\n'.join(lines)
+    print(text)
+    return text
+
+
 # --------------------------------------------------------------------- main
 def environment(device: torch.device) -> dict:
     import mmengine
@@ -817,6 +975,9 @@ def main(argv=None) -> int:
     if args.mode in ('scaling', 'all'):
         out['scaling'] = run_scaling(args, device, cpu_mem)
         texts.append(print_scaling(out['scaling'], args, device))
+    if args.mode == 'deploy':
+        out['deploy'] = run_deploy(args, device)
+        texts.append(print_deploy(out['deploy'], args))
     out['memory_method'] = (
         'torch.cuda.max_memory_allocated' if device.type == 'cuda' else
         ('peak RSS (VmHWM, reset via /proc/self/clear_refs; mmap threshold '

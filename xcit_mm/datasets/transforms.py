@@ -69,6 +69,8 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
         self._warned = set()
 
     def transform(self, results: dict) -> Optional[dict]:
+        if 'img_path' not in results and 'img' in results:
+            return self._convert_loaded(results)
         path = results['img_path']
         try:
             out = super().transform(results)
@@ -88,6 +90,25 @@ class LoadImageFromFile(MMCVLoadImageFromFile):
                 "'xcit_mm.LoadImageFromFile', on_error='skip') in the "
                 'pipeline.') from None
         return out
+
+    def _convert_loaded(self, results: dict) -> dict:
+        """An image the caller has already decoded (the OpenMMLab
+        inferencers read files themselves, in colour, and hand over arrays):
+        bring it to this transform's ``color_type`` and ``to_float32``, as if
+        it had been read from a file here. A model of 1-channel images (the
+        digits demo) then gets 1 channel."""
+        img = results['img']
+        gray = img.ndim == 2 or img.shape[2] == 1
+        if self.color_type.startswith('grayscale') and not gray:
+            img = mmcv.bgr2gray(img)
+        elif self.color_type.startswith('color') and gray:
+            img = mmcv.gray2bgr(img.reshape(img.shape[:2]))
+        if self.to_float32:
+            img = img.astype(np.float32)
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
 
     def __repr__(self) -> str:
         return super().__repr__()[:-1] + f", on_error='{self.on_error}')"
