@@ -100,15 +100,39 @@ def _allow_listed(filename: str) -> Iterator[None]:
         raise CheckpointError(
             f'{filename!r} is not a readable checkpoint ({e}). The file may '
             'be truncated or corrupt: re-download or re-convert it.') from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
+    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError,
+            KeyError, IndexError, TypeError) as e:
+        # a file that is no pickle at all (a text or HTML page saved as
+        # .pth) sends the unpickler to a memo entry that does not exist:
+        # KeyError / IndexError
         size = (f' ({os.path.getsize(filename)} bytes)'
                 if osp.isfile(filename) else '')
+        if not _looks_like_torch_save(filename):
+            raise CheckpointError(
+                f'{filename!r}{size} is not a checkpoint: it is neither the '
+                'zip archive that torch.save writes nor a legacy pickle '
+                f'({type(e).__name__}: {str(e).split(". ")[0]}). Check that '
+                'the path names the .pth file itself (a download that saved '
+                'an error or HTML page looks like this); re-download or '
+                're-convert it.') from None
         raise CheckpointError(
             f'{filename!r}{size} is not a readable checkpoint: '
             f'{type(e).__name__}: {str(e).split(". ")[0]}. The file is '
             'probably truncated or corrupt (an interrupted download or '
             'save): re-download or re-convert it, or resume from an earlier '
             'checkpoint.') from None
+
+
+def _looks_like_torch_save(filename: str) -> bool:
+    """Whether the file starts as torch.save output does: a zip archive
+    (``PK``) or a pickle (protocol 2+ starts with ``0x80``); an empty file
+    counts as a truncated one."""
+    try:
+        with open(filename, 'rb') as f:
+            head = f.read(2)
+    except OSError:
+        return True
+    return not head or head == b'PK' or head[:1] == b'\x80'
 
 
 def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
