@@ -182,6 +182,37 @@ def test_truncated_checkpoint(tmp_path, data, capsys):
            'cut.pth')
 
 
+def test_text_file_saved_as_checkpoint(tmp_path, data, capsys):
+    """A text (or HTML) page saved as .pth: tools/test.py and both
+    converters say that it is not a checkpoint."""
+    text = tmp_path / 'page.pth'
+    text.write_text('hello, this is not a checkpoint\n')
+    expected = ('page.pth', 'is not a checkpoint', 'zip archive that '
+                'torch.save writes')
+    _fails(capsys, TEST, [_config(tmp_path, data), str(text), '--work-dir',
+                          str(tmp_path / 'w')], *expected)
+    for tool in ('xcit2mm', 'crossformer2mm'):
+        module = load_tool(f'tools/model_converters/{tool}.py')
+        with pytest.raises(SystemExit) as info:
+            module.main([str(text), str(tmp_path / 'out.pth')])
+        assert info.value.code == 1
+        err = ' '.join(capsys.readouterr().err.split())
+        assert f'{tool}: error: ' in err and 'Traceback' not in err, err
+        assert all(e in err for e in expected), err
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_test_py_on_a_dino_config(tmp_path, capsys):
+    """A DINO config has no test loop: tools/test.py names what evaluates
+    a DINO checkpoint, before anything is built."""
+    config = 'configs/dino/dino_xcit-digits_demo.py'
+    _fails(capsys, TEST, [osp.join(REPO, config), str(tmp_path / 'x.pth'),
+                          '--work-dir', str(tmp_path / 'w')],
+           'is a DINO pre-training config', 'no test_dataloader',
+           'tools/analysis_tools/knn_eval.py', 'configs/dino/benchmarks/')
+    assert not (tmp_path / 'w').exists()
+
+
 def test_checkpoint_of_another_model(tmp_path, data, capsys):
     cfg = _config(tmp_path, data)
     other = dict(tiny_train_cfg(data)['model'])

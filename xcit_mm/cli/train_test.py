@@ -167,7 +167,7 @@ def check_has_test_loop(cfg: Config, config: str) -> None:
     is built; mmengine would build the whole model to say that its test
     loop is None."""
     missing = [k for k in ('test_dataloader', 'test_cfg', 'test_evaluator')
-               if not cfg.get(k)]
+               if cfg.get(k) is None]
     if not missing:
         return
     model = str((cfg.get('model') or {}).get('type', ''))
