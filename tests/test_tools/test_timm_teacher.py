@@ -7,8 +7,13 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
-from tests.utils import TINY_ARCH, explain, load_tool, run_tool, \
-    tiny_teacher_cfg
+from tests.utils import (
+    TINY_ARCH,
+    explain,
+    load_tool,
+    run_tool,
+    tiny_teacher_cfg,
+)
 
 converter = load_tool('tools/model_converters/timm_teacher.py')
 
