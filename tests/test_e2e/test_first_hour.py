@@ -280,3 +280,28 @@ def test_train_refuses_a_config_variable(capsys):
 
 # 9. the shipped configs under the libraries' own tools/train.py: see
 # tests/test_e2e/test_same_run_any_tool.py
+
+
+# a value of the wrong type in --cfg-options ----------------------------------
+@pytest.mark.parametrize('option,expected', [
+    ('train_dataloader.batch_size=abc', "'abc' is text. Give an integer"),
+    ('optim_wrapper.optimizer.lr=1e-3x', "'1e-3x' is text. Give a number"),
+    ('train_dataloader.batch_size=2.5', '2.5 is a fraction'),
+])
+def test_typed_cfg_options_refused_before_anything_is_built(
+        tmp_path, capsys, option, expected):
+    tool = load_tool('tools/train.py')
+    with pytest.raises(SystemExit) as info:
+        tool.main([DEMO, '--work-dir', str(tmp_path / 'w'),
+                   '--cfg-options', option])
+    assert info.value.code == 1
+    err = ' '.join(capsys.readouterr().err.split())
+    assert f'train.py: error: --cfg-options {option.split("=")[0]}=' in err
+    assert expected in err and 'Traceback' not in err, err
+    assert not (tmp_path / 'w').exists()
+    # what a config may take is still accepted: an int for a float, None,
+    # a pair for a size
+    check_cfg_options(Config.fromfile(osp.join(REPO, DEMO)), {
+        'optim_wrapper.optimizer.lr': 1, 'train_dataloader.batch_size': 8,
+        'model.backbone.drop_path_rate': None,
+        'model.backbone.patch_size': [8, 8]})
