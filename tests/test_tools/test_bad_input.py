@@ -113,6 +113,17 @@ def test_missing_dataset_folder_and_annotation_file(tmp_path, data, capsys):
                           'x.pth'], 'CHECKPOINT x.pth does not exist')
 
 
+def test_class_folders_without_images(tmp_path, capsys):
+    root = tmp_path / 'images'
+    for c in ('class_0', 'class_1'):
+        (root / c).mkdir(parents=True)
+    (root / 'class_0' / 'notes.txt').write_text('not an image')
+    _fails(capsys, TRAIN, _train(tmp_path, _config(tmp_path, str(root))),
+           f'The image folder {root}', 'its 2 class subfolders (class_0, '
+           'class_1) hold no image file', '--cfg-options '
+           'train_dataloader.dataset.data_root=/path/to/data')
+
+
 def test_real_configs_without_imagenet_or_load_from(tmp_path, capsys):
     """The shipped ImageNet configs, as a user first runs them: no data,
     or no distilled 224 px checkpoint to fine-tune at 384 px from."""
