@@ -512,12 +512,10 @@ def _find_spec(name: str):
 def apply_common_args(cfg: Any, args: Any) -> Any:
     """The options ``tools/train.py`` and ``tools/test.py`` share.
 
-    First checks that the environment can run the config
-    (:func:`check_task_stack`). Sets ``cfg.launcher`` and ``work_dir`` from
+    Sets ``cfg.launcher`` and ``work_dir`` from
     ``--work-dir``, else ``./work_dirs/<config name>``. (``--cfg-options``
     are checked and merged by :func:`xcit_mm.cli.load_config`.)
     """
-    check_task_stack(cfg, f'The config {args.config}')
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
