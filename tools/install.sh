@@ -147,6 +147,9 @@ fi
 
 log "OpenMMLab stack and test tools (requirements/tested.txt)"
 "${PIP[@]}" install "$SETUPTOOLS" -r "$ROOT/requirements/tested.txt" packaging pillow
+# mim without its opendatalab dependency (which pins setuptools 60); what
+# mim imports is pinned in requirements/tested.txt
+"${PIP[@]}" install --no-deps openmim==0.3.9
 log "xcit_mm (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 if [ "$LIGHT" = 1 ] && ! have_mmcv_ops; then
