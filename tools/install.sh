@@ -206,6 +206,9 @@ log "OpenMMLab stack and test tools (requirements/tested.txt)"
 # export tool names this file when they are missing); both modes.
 log "deployment tools (requirements/deploy.txt: onnx, onnxruntime, onnxscript)"
 "${PIP[@]}" install -r "$ROOT/requirements/deploy.txt"
+# mim without its opendatalab dependency (which pins setuptools 60); what
+# mim imports is pinned in requirements/tested.txt
+"${PIP[@]}" install --no-deps openmim==0.3.9
 log "xcit_mm (editable)"
 "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 if [ "$LIGHT" = 1 ] && ! have_mmcv_ops; then

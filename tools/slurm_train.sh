@@ -10,6 +10,15 @@
 #       CONFIG work_dirs/JOB --cfg-options default_hooks.preemption.requeue=True
 # (requeue needs a batch job: the same srun line in an sbatch script with
 # "#SBATCH --requeue --signal=USR1@90").
+usage() {
+  sed -n '2,/^usage()/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//'
+}
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
+if [ $# -lt 3 ]; then
+  echo "slurm_train.sh: error: expected PARTITION JOB_NAME CONFIG [WORK_DIR] [train.py args ...] (got $# argument(s))." >&2
+  echo "usage: bash tools/slurm_train.sh PARTITION JOB_NAME CONFIG [WORK_DIR] [train.py args ...]" >&2
+  exit 1
+fi
 set -x
 PARTITION=$1
 JOB_NAME=$2

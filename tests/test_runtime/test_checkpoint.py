@@ -60,9 +60,16 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError, match='truncated or corrupt'):
         safe_load(tmp_path / 'cut.pth')
-    (tmp_path / 'junk.pth').write_bytes(b'not a checkpoint at all')
+    (tmp_path / 'empty.pth').write_bytes(b'')
     with pytest.raises(CheckpointError, match='truncated or corrupt'):
-        safe_load(tmp_path / 'junk.pth')
+        safe_load(tmp_path / 'empty.pth')
+    # not torch.save output at all: said so, whatever the unpickler raised
+    # ('h' sends it to memo entry 101: KeyError)
+    for text in (b'not a checkpoint at all', b'hello, a text file\n'):
+        (tmp_path / 'junk.pth').write_bytes(text)
+        with pytest.raises(CheckpointError, match='is not a checkpoint: it '
+                           'is neither the zip archive'):
+            safe_load(tmp_path / 'junk.pth')
 
 
 def test_missing_file(tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.utils import (
+    REPO,
     cls_config,
     det_config,
     load_tool,
@@ -323,6 +324,27 @@ def test_browse_classification(trained, tmp_path, capsys):
                       '--cols', '2', '--tile-size', '96', '--seed', '1']) == 0
     assert not np.array_equal(read_png(other / grids[0].name), first)
     assert '(mmpretrain)' in capsys.readouterr().out
+
+
+def test_browse_dino_views(tmp_path, capsys):
+    """The DINO demo config's two crops: each sample a row of its views."""
+    root = tmp_path / 'digits'  # the config reads <data_root>/train
+    make_image_folder(str(root / 'train'), num_classes=3, per_class=1)
+    tool = load_tool(BROWSE)
+    out = tmp_path / 'dino'
+    assert tool.main([osp.join(REPO, 'configs/dino/dino_xcit-digits_demo.py'),
+                      '-o', str(out), '-n', '3', '--cols', '2',
+                      '--tile-size', '64', '--cfg-options',
+                      f'train_dataloader.dataset.data_root={root}']) == 0
+    grids = sorted(out.glob('train_grid_*.png'))
+    assert len(grids) == 2  # 2 samples (rows) per PNG, then 1
+    first = read_png(grids[0])
+    assert first.shape == (2 * 64 + 4, 2 * 64 + 4, 3)  # 2 views per row
+    assert read_png(grids[1]).shape == (64, 2 * 64 + 4, 3)
+    tiles = _tiles(first, 64)
+    assert all(t.std() > 1 for t in tiles)
+    assert not np.array_equal(tiles[0], tiles[1])  # two different crops
+    assert 'drew 3 of 3 train samples' in capsys.readouterr().out
 
 
 def test_browse_detection(tmp_path):

@@ -113,6 +113,17 @@ def test_missing_dataset_folder_and_annotation_file(tmp_path, data, capsys):
                           'x.pth'], 'CHECKPOINT x.pth does not exist')
 
 
+def test_class_folders_without_images(tmp_path, capsys):
+    root = tmp_path / 'images'
+    for c in ('class_0', 'class_1'):
+        (root / c).mkdir(parents=True)
+    (root / 'class_0' / 'notes.txt').write_text('not an image')
+    _fails(capsys, TRAIN, _train(tmp_path, _config(tmp_path, str(root))),
+           f'The image folder {root}', 'its 2 class subfolders (class_0, '
+           'class_1) hold no image file', '--cfg-options '
+           'train_dataloader.dataset.data_root=/path/to/data')
+
+
 def test_real_configs_without_imagenet_or_load_from(tmp_path, capsys):
     """The shipped ImageNet configs, as a user first runs them: no data,
     or no distilled 224 px checkpoint to fine-tune at 384 px from."""
@@ -180,6 +191,37 @@ def test_truncated_checkpoint(tmp_path, data, capsys):
     _fails(capsys, TEST, [cfg, str(tmp_path / 'cut.pth'), '--work-dir',
                           str(tmp_path / 'w')], 'truncated or corrupt',
            'cut.pth')
+
+
+def test_text_file_saved_as_checkpoint(tmp_path, data, capsys):
+    """A text (or HTML) page saved as .pth: tools/test.py and both
+    converters say that it is not a checkpoint."""
+    text = tmp_path / 'page.pth'
+    text.write_text('hello, this is not a checkpoint\n')
+    expected = ('page.pth', 'is not a checkpoint', 'zip archive that '
+                'torch.save writes')
+    _fails(capsys, TEST, [_config(tmp_path, data), str(text), '--work-dir',
+                          str(tmp_path / 'w')], *expected)
+    for tool in ('xcit2mm', 'crossformer2mm'):
+        module = load_tool(f'tools/model_converters/{tool}.py')
+        with pytest.raises(SystemExit) as info:
+            module.main([str(text), str(tmp_path / 'out.pth')])
+        assert info.value.code == 1
+        err = ' '.join(capsys.readouterr().err.split())
+        assert f'{tool}: error: ' in err and 'Traceback' not in err, err
+        assert all(e in err for e in expected), err
+    assert not (tmp_path / 'out.pth').exists()
+
+
+def test_test_py_on_a_dino_config(tmp_path, capsys):
+    """A DINO config has no test loop: tools/test.py names what evaluates
+    a DINO checkpoint, before anything is built."""
+    config = 'configs/dino/dino_xcit-digits_demo.py'
+    _fails(capsys, TEST, [osp.join(REPO, config), str(tmp_path / 'x.pth'),
+                          '--work-dir', str(tmp_path / 'w')],
+           'is a DINO pre-training config', 'no test_dataloader',
+           'tools/analysis_tools/knn_eval.py', 'configs/dino/benchmarks/')
+    assert not (tmp_path / 'w').exists()
 
 
 def test_checkpoint_of_another_model(tmp_path, data, capsys):

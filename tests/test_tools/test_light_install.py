@@ -40,13 +40,23 @@ def test_check_task_stack(monkeypatch):
         check_task_stack(Config.fromfile(f'{REPO}/{UPERNET}'))
 
 
+CROSSFORMER_MASK_RCNN = ('configs/mask_rcnn/'
+                         'mask-rcnn_crossformer-s_fpn_1x_coco.py')
+
+
 @pytest.mark.parametrize('tool,args,task', [
     ('tools/train.py', [MASK_RCNN], 'detection (mmdet)'),
     ('tools/test.py', [UPERNET, 'no_such.pth'], 'segmentation (mmseg)'),
+    # every tool that builds a dense model or pipeline
+    ('tools/analysis_tools/get_flops.py', [CROSSFORMER_MASK_RCNN],
+     'detection (mmdet)'),
+    ('tools/analysis_tools/browse_dataset.py', [MASK_RCNN, '-o', 'unused'],
+     'detection (mmdet)'),
 ])
 def test_dense_config_on_light_install(tmp_path, tool, args, task):
-    proc = run_tool(['-c', LIGHT, tool] + args +
-                    ['--work-dir', str(tmp_path / 'work')])
+    work = (['--work-dir', str(tmp_path / 'work')]
+            if tool in ('tools/train.py', 'tools/test.py') else [])
+    proc = run_tool(['-c', LIGHT, tool] + args + work)
     assert proc.returncode == 1, explain(proc)
     name = tool.split('/')[-1]
     assert 'Traceback' not in proc.stderr, explain(proc)

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from tests.utils import REPO
+from tests.utils import REPO, make_split_folders
 
 #: Top-level entries that are not part of the source tree.
 NOT_SOURCE = {'.git', '.venv', 'build', 'dist', 'work_dirs', 'data',
@@ -95,6 +95,33 @@ def test_wheel_ships_configs_and_tools(source_copy, tmp_path):
                      'check_env.py')], cwd=tmp_path, env=env)
     assert 'xcit_mm: ' in proc.stdout and str(site) in proc.stdout
     assert 'cannot read the tested versions' not in proc.stdout
+
+    # mim finds the installed wheel's model index, configs and tools (the
+    # checkout is not on the path: PYTHONPATH is the wheel's site only)
+    mim = [sys.executable, '-m', 'mim']
+    proc = _run(mim + ['search', 'xcit_mm'], cwd=tmp_path, env=env)
+    assert 'config id: xcit-s12-p16_in1k\n' in proc.stdout, proc.stdout[-2000:]
+    data = make_split_folders(str(tmp_path / 'digits'), per_class=2)
+    tiny = ['model.backbone.arch.embed_dims=32', 'model.backbone.arch.depth=1',
+            'model.backbone.arch.num_heads=2', 'model.head.in_channels=32',
+            'model.head.num_classes=2', 'data_preprocessor.num_classes=2',
+            'train_cfg.max_epochs=1'] + [
+        f'{d}.dataset.data_root={data}'
+        for d in ('train_dataloader', 'val_dataloader', 'test_dataloader')]
+    work = tmp_path / 'work'
+    proc = _run(mim + ['train', 'xcit_mm', 'xcit-digits_demo.py',
+                       '--work-dir', str(work), '--cfg-options', *tiny],
+                cwd=tmp_path, env=dict(env, OMP_NUM_THREADS='1'))
+    out = proc.stdout + proc.stderr
+    assert f'{site}/xcit_mm/.mim/tools/train.py' in out, out[-2000:]
+    assert (work / 'epoch_1.pth').is_file(), out[-2000:]
+    proc = _run(mim + ['test', 'xcit_mm', 'xcit-digits_demo.py',
+                       '--checkpoint', str(work / 'epoch_1.pth'),
+                       '--work-dir', str(work), '--cfg-options', *tiny],
+                cwd=tmp_path, env=dict(env, OMP_NUM_THREADS='1'))
+    out = proc.stdout + proc.stderr
+    assert f'{site}/xcit_mm/.mim/tools/test.py' in out
+    assert 'accuracy/top1' in out, out[-2000:]
 
 
 def test_editable_build_links_configs_and_tools(source_copy, tmp_path):

@@ -7,7 +7,13 @@ import torch
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import MODELS
 
-from tests.utils import TINY_ARCH, load_tool, tiny_teacher_cfg
+from tests.utils import (
+    TINY_ARCH,
+    explain,
+    load_tool,
+    run_tool,
+    tiny_teacher_cfg,
+)
 
 converter = load_tool('tools/model_converters/timm_teacher.py')
 
@@ -32,10 +38,28 @@ def test_convert_local_timm_file_and_load_as_teacher(tmp_path):
         assert torch.equal(student.teacher.model.state_dict()[k], v), k
 
 
-def test_wrong_classes_are_refused(tmp_path):
+def test_wrong_classes_are_refused(tmp_path, capsys):
     src = str(tmp_path / 'src.pth')
     torch.save(timm.create_model('test_resnet', num_classes=3).state_dict(),
                src)
-    with pytest.raises(SystemExit, match='do not fit timm'):
+    with pytest.raises(SystemExit) as info:
         converter.main(['test_resnet', str(tmp_path / 'o.pth'), '--src',
                            src, '--num-classes', '4'])
+    assert info.value.code == 1
+    assert 'timm_teacher.py: error: The weights do not fit timm' in \
+        capsys.readouterr().err
+
+
+def test_download_without_network_names_src(tmp_path):
+    """The documented download with no network (HF_HUB_OFFLINE=1 makes
+    huggingface_hub fail as it does offline, without trying)."""
+    out = str(tmp_path / 'teacher.pth')
+    proc = run_tool(['tools/model_converters/timm_teacher.py',
+                     'regnety_160.deit_in1k', out], HF_HUB_OFFLINE='1',
+                    HF_HUB_CACHE=str(tmp_path / 'hub'))
+    assert proc.returncode == 1, explain(proc)
+    assert 'Traceback' not in proc.stderr, explain(proc)
+    err = ' '.join(proc.stderr.split())
+    assert "timm_teacher.py: error: The pretrained weights of timm " \
+        "'regnety_160.deit_in1k' could not be downloaded" in err
+    assert f'timm_teacher.py regnety_160 {out} --src FILE' in err

@@ -9,7 +9,9 @@ is drawn by the visualizer of the config's library, chosen by
 ``default_scope``: mmpretrain's ``UniversalVisualizer`` (the label), mmdet's
 ``DetLocalVisualizer`` (boxes and masks) or mmseg's ``SegLocalVisualizer``
 (the segmentation map). Tiles are laid out ``--cols`` wide, ``cols x cols``
-per PNG: ``DIR/{phase}_grid_000.png``, ...
+per PNG: ``DIR/{phase}_grid_000.png``, ... A multi-view pipeline (DINO's
+``MultiView`` crops) draws each sample as a row of its views, ``--cols``
+rows per PNG.
 
 What is not shown: batch augmentations that the data preprocessor applies
 to whole batches (Mixup / CutMix in the classification configs), and the
@@ -166,16 +168,26 @@ def browse(args) -> int:
     number = min(args.show_number, len(dataset))
     indices = (np.random.permutation(len(dataset))[:number].tolist()
                if args.shuffle else range(number))
-    per_grid = args.cols * args.cols
+    cols, per_grid = args.cols, args.cols * args.cols
     tiles, written = [], []
     for i, index in enumerate(indices):
-        tiles.append(fit_tile(
-            draw_sample(scope, visualizer, dataset[index], index,
-                        args.channel_order, args.tile_size), args.tile_size))
-        if len(tiles) == per_grid or i == number - 1:
+        item = dataset[index]
+        views = item['inputs']
+        if isinstance(views, (list, tuple)):
+            # a multi-view pipeline (DINO's crops): one row per sample, one
+            # tile per view, `--cols` rows per PNG
+            cols, per_grid = len(views), len(views) * args.cols
+        else:
+            views = [views]
+        for view in views:
+            tiles.append(fit_tile(
+                draw_sample(scope, visualizer, dict(item, inputs=view),
+                            index, args.channel_order, args.tile_size),
+                args.tile_size))
+        if len(tiles) >= per_grid or i == number - 1:
             path = osp.join(args.output_dir,
                             f'{args.phase}_grid_{len(written):03d}.png')
-            grid = make_grid(tiles, args.cols)
+            grid = make_grid(tiles, cols)
             mmcv.imwrite(grid[..., ::-1], path)  # RGB -> BGR
             written.append(path)
             tiles = []

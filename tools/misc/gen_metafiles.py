@@ -52,6 +52,10 @@ from typing import Dict, Optional, Tuple
 import torch
 import yaml
 
+from xcit_mm.cli import run_cli
+from xcit_mm.cli.config_checks import check_task_stack
+from xcit_mm.utils.errors import MissingDependencyError
+
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
 
@@ -217,6 +221,7 @@ def model_entry(cfg_path: str, rel_path: str, folder: str, collection: str,
         print(f'  skip {rel_path}: not named like xcit-<arch>-p<patch>')
         return None
     cfg = Config.fromfile(cfg_path)
+    check_task_stack(cfg, f'The config {rel_path}')
     shape = input_shape(cfg)
     # configs that differ only in schedule or data build the same model
     key = (cfg.get('default_scope'), repr(cfg.model), shape)
@@ -362,6 +367,11 @@ def generate(configs_root: str, index_path: str, with_flops: bool = True,
             try:
                 entry = model_entry(cfg_path, rel, folder, collection,
                                     flops_fn, cache)
+            except MissingDependencyError:
+                if not keep_going:  # the light install: one paragraph
+                    raise
+                failures.append(f'{rel}: needs mmcv.ops (light install)')
+                continue
             except Exception as e:  # noqa: BLE001 - report and go on
                 failures.append(f'{rel}: {type(e).__name__}: {e}')
                 print(f'  FAILED {rel}: {type(e).__name__}: {e}')
@@ -433,8 +443,9 @@ def main(argv=None) -> int:
     if args.tables_only:
         tables_from_metafiles(args.configs_root, args.index)
         return 0
-    summary = generate(args.configs_root, args.index, not args.no_flops,
-                       args.keep_going, args.dry_run, args.tables)
+    summary = run_cli('gen_metafiles.py', lambda: generate(
+        args.configs_root, args.index, not args.no_flops, args.keep_going,
+        args.dry_run, args.tables))
     if summary['failures'] and not args.keep_going:
         return 1
     return 0

@@ -51,6 +51,9 @@ def check_ops(version: str) -> str:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (['-h'], ['--help']):
+        print(__doc__)
+        return 0
     if argv[:1] == ['key']:
         print(cache_key())
         return 0
@@ -60,7 +63,8 @@ def main(argv=None) -> int:
             print(why, file=sys.stderr)
             return 1
         return 0
-    print(__doc__, file=sys.stderr)
+    print('mmcv_wheel.py: error: expected `key` or `check VERSION`.\n'
+          + __doc__, file=sys.stderr)
     return 2
 
 

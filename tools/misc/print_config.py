@@ -24,7 +24,7 @@ def parse_args(argv=None):
 
 
 def print_config(args) -> int:
-    cfg = load_config(args)
+    cfg = load_config(args, builds=False)  # prints only: no mmcv.ops needed
     print(f'Config (path: {args.config}):\n{cfg.pretty_text}')
     if args.save:
         cfg.dump(args.save)

@@ -17,8 +17,10 @@ Every key is checked (timm loads strictly).
 import argparse
 import os.path as osp
 
+from xcit_mm.cli import run_cli
 from xcit_mm.runtime import atomic_torch_save, safe_load
 from xcit_mm.utils import strip_common_prefixes, unwrap_checkpoint
+from xcit_mm.utils.errors import CheckpointMismatchError, MissingFileError
 
 
 def parse_args(argv=None):
@@ -37,6 +39,18 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    return run_cli('timm_teacher.py', lambda: convert(args))
+
+
+def _download_failed(exc: BaseException) -> bool:
+    """Whether timm failed to fetch the weights (no network, a proxy, an
+    unknown repository), as opposed to a bug."""
+    names = {c.__module__.split('.')[0] for c in type(exc).__mro__}
+    return bool(names & {'huggingface_hub', 'requests', 'urllib3'}) or \
+        isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def convert(args):
     import timm
     kwargs, overlay = {}, {}
     if args.num_classes is not None:
@@ -45,7 +59,7 @@ def main(argv=None):
         kwargs['num_classes'] = overlay['num_classes'] = args.num_classes
     if args.src:
         if not osp.isfile(args.src):
-            raise SystemExit(f'error: {args.src!r} does not exist.')
+            raise MissingFileError(f'--src {args.src!r} does not exist.')
         # timm remaps the keys with the model's own filter (e.g. old RegNet
         # names) and loads strictly
         overlay['state_dict'] = strip_common_prefixes(
@@ -56,9 +70,22 @@ def main(argv=None):
         model = timm.create_model(args.model, pretrained=True, **kwargs)
     except RuntimeError as e:  # strict load: missing / unexpected / shapes
         detail = str(e) if len(str(e)) < 1200 else str(e)[:1200] + ' ...'
-        raise SystemExit(
-            f'error: the weights do not fit timm {args.model!r} (check the '
-            f'model name and --num-classes): {detail}') from None
+        raise CheckpointMismatchError(
+            f'The weights do not fit timm {args.model!r} (check the model '
+            f'name and --num-classes): {detail}') from None
+    except Exception as e:  # noqa: B902 - a failed download is explained
+        if args.src or not _download_failed(e):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ''
+        raise MissingFileError(
+            f'The pretrained weights of timm {args.model!r} could not be '
+            f'downloaded ({type(e).__name__}: {first[:200]}). Without '
+            'network access, fetch the file elsewhere (DeiT\'s teacher: '
+            'regnety_160-a5fe301d.pth) and convert it with --src FILE: '
+            f'python tools/model_converters/timm_teacher.py '
+            f'{args.model.split(".")[0]} {args.out} --src FILE; or set '
+            'HF_ENDPOINT / HF_HUB_CACHE to a reachable mirror or cache.'
+        ) from None
     state = model.state_dict()
     atomic_torch_save(dict(state_dict=state,
                            meta=dict(timm_model=args.model,
@@ -69,6 +96,7 @@ def main(argv=None):
           f'{args.out}. Use it as model.teacher_ckpt with the teacher '
           f"dict(type='TimmClassifier', "
           f"model_name='{args.model.split('.')[0]}').")
+    return 0
 
 
 if __name__ == '__main__':

@@ -217,6 +217,8 @@ def check_cfg_options(cfg: Any, options: Dict[str, Any],
     for key in options:
         for node, path, part, exists in _walk(cfg, key):
             if exists:
+                if len(path) + 1 == len(key.split('.')):
+                    check_value_type(key, _item(node, part), options[key])
                 continue
             _check_new_key(cfg, key, node, path, part, scope)
             rest = key.split('.')[len(path) + 1:]
@@ -224,6 +226,49 @@ def check_cfg_options(cfg: Any, options: Dict[str, Any],
                 # a new top-level dict whose keys are known (randomness...)
                 _check_new_key(cfg, key, {}, [part], rest[0], scope)
             break  # deeper entries of an accepted new key are fine
+
+
+def _item(node: Any, part: str) -> Any:
+    return node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+
+
+def check_value_type(key: str, current: Any, value: Any) -> None:
+    """Refuse a ``--cfg-options`` value whose type cannot replace the
+    config's current one: text for a number or a flag
+    (``train_dataloader.batch_size=abc``, ``optimizer.lr=1e-3x``), a
+    fraction for a count. ``None`` on either side, an int for a float, and
+    a list or tuple for a number (a size given per side) are accepted."""
+    if current is None or value is None or (
+            isinstance(value, (list, tuple))
+            and not isinstance(current, bool)):
+        return
+    if isinstance(current, bool):
+        expected = 'True or False'
+        ok = isinstance(value, bool)
+    elif isinstance(current, int):
+        expected = 'an integer'
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        expected = 'a number'
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        return
+    if ok:
+        return
+    raise ConfigError(
+        f'--cfg-options {key}={_short(value)}: {key} is {expected} in the '
+        f'config ({_short(current)}), and {_short(value)} is '
+        f'{_kind(value)}. '
+        f'Give {expected}, e.g. --cfg-options {key}={current!r}.')
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return 'text'
+    if isinstance(value, bool):
+        return 'a flag'
+    return 'a fraction' if isinstance(value, float) else \
+        f'a {type(value).__name__}'
 
 
 def runner_reads(top_key: str) -> bool:
@@ -467,12 +512,10 @@ def _find_spec(name: str):
 def apply_common_args(cfg: Any, args: Any) -> Any:
     """The options ``tools/train.py`` and ``tools/test.py`` share.
 
-    First checks that the environment can run the config
-    (:func:`check_task_stack`). Sets ``cfg.launcher`` and ``work_dir`` from
+    Sets ``cfg.launcher`` and ``work_dir`` from
     ``--work-dir``, else ``./work_dirs/<config name>``. (``--cfg-options``
     are checked and merged by :func:`xcit_mm.cli.load_config`.)
     """
-    check_task_stack(cfg, f'The config {args.config}')
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir

@@ -220,22 +220,31 @@ def add_config_args(parser: argparse.ArgumentParser,
     return parser
 
 
-def load_config(args: Any, path: Optional[str] = None):
+def load_config(args: Any, path: Optional[str] = None,
+                builds: bool = True):
     """Read ``args.config`` (or ``path``) and merge ``--cfg-options``.
+
+    With ``builds=True`` (a tool that builds the config's model or data
+    pipeline), a detection or segmentation config is first checked to be
+    runnable here (:func:`~xcit_mm.cli.config_checks.check_task_stack`:
+    on the light install it says how to upgrade).
 
     Raises:
         MissingFileError: the config file does not exist.
+        MissingDependencyError: ``builds`` and mmdet / mmseg cannot run.
         ConfigError: a ``--cfg-options`` key that would be silently
             ignored (unknown, or a variable of the config file).
     """
     from mmengine.config import Config
 
-    from xcit_mm.cli.config_checks import check_cfg_options
+    from xcit_mm.cli.config_checks import check_cfg_options, check_task_stack
     path = path or args.config
     if not osp.isfile(path):
         raise MissingFileError(f'The config file {path} does not exist '
                                '(configs/ holds the shipped ones).')
     cfg = Config.fromfile(path)
+    if builds:
+        check_task_stack(cfg, f'The config {path}')
     options = getattr(args, 'cfg_options', None)
     if options:
         check_cfg_options(cfg, options,

@@ -163,9 +163,37 @@ def enable_show_dir(cfg: Config, show_dir: str) -> None:
         ]
 
 
+def check_has_test_loop(cfg: Config, config: str) -> None:
+    """Refuse a config without ``test_dataloader``, ``test_cfg`` and
+    ``test_evaluator`` (a pre-training config, e.g. DINO) before anything
+    is built; mmengine would build the whole model to say that its test
+    loop is None."""
+    missing = [k for k in ('test_dataloader', 'test_cfg', 'test_evaluator')
+               if cfg.get(k) is None]
+    if not missing:
+        return
+    model = str((cfg.get('model') or {}).get('type', ''))
+    if model.split('.')[-1] == 'DINO':
+        raise ConfigError(
+            f'{config} is a DINO pre-training config: it has no '
+            f'{" / ".join(missing)}, because a DINO model has no labels to '
+            'predict. Evaluate its checkpoint with DINO\'s k-NN: python '
+            f'tools/analysis_tools/knn_eval.py {config} CHECKPOINT, or '
+            'train a linear probe on its frozen backbone with a '
+            'configs/dino/benchmarks/*_linear-*.py config, whose '
+            'model.backbone.init_cfg.checkpoint names the DINO checkpoint '
+            '(it reads the teacher\'s backbone).')
+    raise ConfigError(
+        f'{config} has no {" / ".join(missing)}, so tools/test.py has '
+        'nothing to evaluate. Add them to the config (its base '
+        'configs/_base_/datasets/*.py define them for each data set), or '
+        'test with a config that has them.')
+
+
 def apply_test_args(cfg: Config, args: Any) -> List[str]:
     """Set what the test options ask for; return the data loader keys."""
     check_launcher_env(args.launcher)
+    check_has_test_loop(cfg, args.config)
     apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):

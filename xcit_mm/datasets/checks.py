@@ -9,6 +9,7 @@ first thing that is wrong in the file.
 """
 import json
 import numbers
+import os
 import os.path as osp
 from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
@@ -247,3 +248,41 @@ def diagnose_datasets(cfg: Any, loader_keys: Sequence[str]) -> None:
             seen.append(path)
             check_coco_annotations(
                 path, require_annotations=not ds.get('test_mode', False))
+    for key, ds in iter_dataset_cfgs(cfg, loader_keys):
+        check_folder_has_images(key, ds)
+
+
+def check_folder_has_images(key: str, ds: dict) -> None:
+    """Raise :class:`MissingFileError` for a folder-style data set
+    (mmpretrain's ``CustomDataset`` / ``ImageNet`` without ``ann_file``)
+    whose class subfolders hold no image: mmpretrain says only 'Found 0
+    files in subfolders'."""
+    if ds.get('ann_file') or _is_remote(ds.get('data_root') or '', ds):
+        return
+    prefix = ds.get('data_prefix') or ''
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img_path', '')
+    folder = _join(ds.get('data_root') or '', prefix or '')
+    if not folder or not osp.isdir(folder):
+        return
+    import inspect
+
+    from mmpretrain.datasets import CustomDataset
+    extensions = tuple(e.lower() for e in ds.get('extensions') or inspect.
+                       signature(CustomDataset).parameters['extensions'].
+                       default)
+    classes = sorted(d for d in os.listdir(folder)
+                     if osp.isdir(osp.join(folder, d)))
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(extensions) for f in files):
+            return
+    shown = ', '.join(classes[:5]) + (' ...' if len(classes) > 5 else '')
+    what = (f'its {len(classes)} class subfolders ({shown}) hold'
+            if classes else 'it has no class subfolders and holds')
+    raise MissingFileError(
+        f'The image folder {folder} ({key}.data_root / data_prefix in the '
+        f'config) exists, but {what} no image file '
+        f'({", ".join(extensions)}). Put the images in '
+        f'{folder}/<class>/<image>, or point the config at the folder that '
+        'holds them.', config_key=f'{key}.data_root',
+        config_value='/path/to/data')

@@ -99,18 +99,45 @@ def _allow_listed(filename: str) -> Iterator[None]:
                 'the allow-list of xcit_mm.runtime.checkpoint, which could '
                 'run code. If you trust the file, convert it in a separate '
                 f'process. Details: {refused_global(msg)}') from None
-        raise CheckpointError(
-            f'{filename!r} is not a readable checkpoint ({e}). The file may '
-            'be truncated or corrupt: re-download or re-convert it.') from None
-    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as e:
-        size = (f' ({os.path.getsize(filename)} bytes)'
-                if osp.isfile(filename) else '')
-        raise CheckpointError(
-            f'{filename!r}{size} is not a readable checkpoint: '
-            f'{type(e).__name__}: {str(e).split(". ")[0]}. The file is '
-            'probably truncated or corrupt (an interrupted download or '
-            'save): re-download or re-convert it, or resume from an earlier '
-            'checkpoint.') from None
+        raise _unreadable(filename, e) from None
+    except (EOFError, zipfile.BadZipFile, RuntimeError, ValueError,
+            KeyError, IndexError, TypeError) as e:
+        # a file that is no pickle at all (a text or HTML page saved as
+        # .pth) sends the unpickler to a memo entry that does not exist:
+        # KeyError / IndexError
+        raise _unreadable(filename, e) from None
+
+
+def _unreadable(filename: str, e: BaseException) -> CheckpointError:
+    """The error for a file that torch.load could not read: not torch.save
+    output at all, or truncated / corrupt."""
+    size = (f' ({os.path.getsize(filename)} bytes)'
+            if osp.isfile(filename) else '')
+    why = f'{type(e).__name__}: {str(e).split(". ")[0]}'
+    if not _looks_like_torch_save(filename):
+        return CheckpointError(
+            f'{filename!r}{size} is not a checkpoint: it is neither the zip '
+            f'archive that torch.save writes nor a legacy pickle ({why}). '
+            'Check that the path names the .pth file itself (a download '
+            'that saved an error or HTML page looks like this); re-download '
+            'or re-convert it.')
+    return CheckpointError(
+        f'{filename!r}{size} is not a readable checkpoint: {why}. The file '
+        'is probably truncated or corrupt (an interrupted download or '
+        'save): re-download or re-convert it, or resume from an earlier '
+        'checkpoint.')
+
+
+def _looks_like_torch_save(filename: str) -> bool:
+    """Whether the file starts as torch.save output does: a zip archive
+    (``PK``) or a pickle (protocol 2+ starts with ``0x80``); an empty file
+    counts as a truncated one."""
+    try:
+        with open(filename, 'rb') as f:
+            head = f.read(2)
+    except OSError:
+        return True
+    return not head or head == b'PK' or head[:1] == b'\x80'
 
 
 def safe_load(filename: str, map_location: Any = 'cpu',
