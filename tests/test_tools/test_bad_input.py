@@ -90,14 +90,6 @@ def test_wrong_input_channels(tmp_path, data, capsys):
            'Set in_channels=3')
 
 
-def test_image_smaller_than_a_patch(tmp_path, data, capsys):
-    cfg = _config(tmp_path, data)
-    _fails(capsys, TRAIN, _train(
-        tmp_path, cfg, '--cfg-options',
-        'train_dataloader.dataset.pipeline.1.scale=8'),
-        'needs images of at least 16x16 pixels, got 8x8', 'patch_size=8')
-
-
 def test_missing_dataset_folder_and_annotation_file(tmp_path, data, capsys):
     cfg = _config(tmp_path, str(tmp_path / 'no_such_data'))
     _fails(capsys, TRAIN, _train(tmp_path, cfg),

@@ -16,9 +16,9 @@ def xcit_flops_by_hand(C: int, depth: int, heads: int, H: int, W: int,
     convention: convs and linears without bias, matmuls, norms at 5 (LN) or
     2 (BN in eval) per element, nothing element-wise."""
     dims = [3, C // 8, C // 4, C // 2, C]
-    h, w, total = -(-H // 16) * 16, -(-W // 16) * 16, 0  # zero-padded
+    h, w, total = H, W, 0  # the stem runs on the raw image
     for cin, cout in zip(dims[:-1], dims[1:]):  # 3x3 stride-2 convs + BN
-        h, w = h // 2, w // 2
+        h, w = -(-h // 2), -(-w // 2)  # padding 1: ceil(side / 2)
         total += h * w * cout * cin * 9 + 2 * h * w * cout
     N, d, hid = h * w, C // heads, mlp_ratio * C
     total += N * 64 * C  # Fourier features -> C (1x1 conv)
