@@ -140,6 +140,10 @@ def test_segmentation_show_dir_without_the_training_split(tmp_path):
         osp.join(REPO, 'configs/sem_fpn/'
                  'fpn_xcit-s12-p16_8xb2-80k_ade20k-512x512.py'),
         data_root=ade)
+    # mmengine keeps one visualizer per name for the whole process: an
+    # earlier in-process test's 'visualizer' (with its own save_dir) would
+    # be reused; a fresh process, as on the command line, has none
+    cfg.visualizer.name = f'visualizer_{tmp_path.name}'
     config = str(tmp_path / 'sem_fpn_tiny.py')
     cfg.dump(config)
     init_default_scope('mmseg')
